@@ -1,0 +1,3 @@
+from dgprm.cli import main
+
+main()

@@ -1,0 +1,262 @@
+"""The ``dgprm`` command line: thin — parse, call the library, render with rich."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.tree import Tree as RichTree
+
+from dgprm.config import Settings
+from dgprm.records import InputError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+app = typer.Typer(help="DG-PRM: reward trees, dynamic step rewards, Pareto pairs, PRM benchmarks.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+tree_app = typer.Typer(help="Build, inspect and extend reward trees.", no_args_is_help=True)
+data_app = typer.Typer(help="Convert benchmark data to dgprm records.", no_args_is_help=True)
+app.add_typer(tree_app, name="tree")
+app.add_typer(data_app, name="data")
+
+console = Console(stderr=True)
+T = TypeVar("T")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
+LlmOpt = Annotated[str | None, typer.Option(
+    "--llm", help="LLM: 'embedded' (SmolLM2-135M, default), 'gguf:PATH', 'openai:URL#MODEL'.")]
+EmbedderOpt = Annotated[str | None, typer.Option(
+    "--embedder", help="Embedder: 'minilm' (default), 'st:PATH', 'openai:URL#MODEL'.")]
+ConcurrencyOpt = Annotated[int | None, typer.Option(help="LLM calls in flight at once.")]
+CacheOpt = Annotated[str | None, typer.Option(
+    "--cache", help="SQLite response cache (default $DGPRM_CACHE or ~/.cache/dgprm).")]
+LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N input records.")]
+MaxCharsOpt = Annotated[int | None, typer.Option(help="Longest accepted input text.")]
+TruncateOpt = Annotated[bool, typer.Option(
+    "--truncate", help="Truncate over-long texts with a warning instead of refusing them.")]
+
+
+class RichProgress:
+    """rich progress bars behind dgprm's Progress protocol."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def start(self, stage: str, total: int) -> None:
+        self.tasks[stage] = self.progress.add_task(stage, total=total)
+
+    def advance(self, stage: str, amount: int = 1) -> None:
+        self.progress.advance(self.tasks[stage], amount)
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False,
+                    disable=not console.is_terminal and os.environ.get("DGPRM_PROGRESS") != "1")
+
+
+def settings_from(config: Path | None, **overrides: Any) -> Settings:
+    return Settings.load(config, overrides)
+
+
+def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    return asyncio.run(factory())
+
+
+def summary_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def make_client(settings: Settings) -> Any:
+    from dgprm.llm import LLMClient, ResponseCache, make_backend
+
+    return LLMClient(make_backend(settings.llm), cache=ResponseCache(settings.cache_path),
+                     concurrency=settings.concurrency)
+
+
+# ---------------------------------------------------------------- tree -----------------
+
+
+def _read_pairs(path: Path, settings: Settings, limit: int | None) -> list[Any]:
+    from dgprm.records import PreferencePair, read_records
+
+    pairs = read_records(path, PreferencePair, max_chars=settings.max_chars,
+                         on_long=settings.on_long)
+    return pairs[:limit] if limit else pairs
+
+
+def _extend(tree_dir: Path | None, pairs_path: Path, out: Path, settings: Settings,
+            limit: int | None, title: str) -> None:
+    from dgprm.embed import make_embedder
+    from dgprm.tree import RewardTree, extend_tree
+    from dgprm.tree.model import file_sha256
+
+    pairs = _read_pairs(pairs_path, settings, limit)
+    tree = RewardTree.load(tree_dir) if tree_dir is not None else None
+    client = make_client(settings)
+    embedder = make_embedder(settings.embedder)
+    info = {"path": pairs_path.name, "sha256": file_sha256(pairs_path), "pairs": len(pairs)}
+
+    async def go() -> Any:
+        with progress_bar() as bar:
+            try:
+                return await extend_tree(tree, pairs, client=client, embedder=embedder,
+                                         settings=settings, progress=RichProgress(bar),
+                                         input_info=info)
+            finally:
+                await client.aclose()
+
+    new_tree, report = run_async(go)
+    new_tree.save(out)
+    console.print(summary_table(title, [*report.rows(), ("artifact", str(out))]))
+    for failure in client.failures[:5]:
+        console.print(f"[yellow]error[/] {failure.stage}: {failure.reason}")
+
+
+@tree_app.command("build")
+def tree_build(
+    pairs: Annotated[Path, typer.Argument(help="Preference pairs JSONL.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output tree directory.")],
+    config: ConfigOpt = None,
+    llm: LlmOpt = None,
+    embedder: EmbedderOpt = None,
+    xi: Annotated[float | None, typer.Option(help="Merge threshold ξ (cosine distance).")] = None,
+    parent_xi: Annotated[float | None, typer.Option(
+        help="Cosine distance within which children share a parent.")] = None,
+    max_criteria: Annotated[int | None, typer.Option(help="Criteria per pair from J.")] = None,
+    limit: LimitOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    cache: CacheOpt = None,
+    max_chars: MaxCharsOpt = None,
+    truncate: TruncateOpt = False,
+) -> None:
+    """Build a reward tree: judge → validator → embed → BIRCH → summarizer.
+
+    Re-running an interrupted build continues from the response cache without
+    repeating finished LLM calls; re-running a finished build makes none.
+    """
+    settings = settings_from(config, llm=llm, embedder=embedder, xi=xi, parent_xi=parent_xi,
+                             max_criteria=max_criteria, concurrency=concurrency, cache=cache,
+                             max_chars=max_chars, on_long="truncate" if truncate else None)
+    _extend(None, pairs, out, settings, limit, "tree build")
+
+
+@tree_app.command("add")
+def tree_add(
+    tree: Annotated[Path, typer.Argument(help="Existing tree directory (updated in place).")],
+    pairs: Annotated[Path, typer.Argument(help="New preference pairs JSONL.")],
+    config: ConfigOpt = None,
+    llm: LlmOpt = None,
+    limit: LimitOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    cache: CacheOpt = None,
+    max_chars: MaxCharsOpt = None,
+    truncate: TruncateOpt = False,
+) -> None:
+    """Add pairs to an existing tree; node ids stay stable, only changed parents are
+    re-summarised. ξ, parent ξ and the embedder come from the tree's manifest."""
+    from dgprm.tree import RewardTree
+
+    manifest = RewardTree.load(tree).manifest
+    hyper = manifest.get("hyperparameters", {})
+    embedder_spec = manifest.get("embedder_spec", "minilm")
+    settings = settings_from(config, llm=llm, concurrency=concurrency, cache=cache,
+                             max_chars=max_chars, on_long="truncate" if truncate else None,
+                             xi=hyper.get("xi"), parent_xi=hyper.get("parent_xi"),
+                             max_criteria=hyper.get("max_criteria"), embedder=embedder_spec)
+    _extend(tree, pairs, tree, settings, limit, "tree add")
+
+
+@tree_app.command("show")
+def tree_show(
+    tree: Annotated[Path, typer.Argument(help="Tree directory.")],
+    children: Annotated[int, typer.Option(help="Children shown per parent.")] = 5,
+) -> None:
+    """Print the tree: parents with their children, member and source counts."""
+    from dgprm.tree import RewardTree
+
+    loaded = RewardTree.load(tree)
+    out = Console()
+    m = loaded.manifest
+    root = RichTree(
+        f"[bold]{tree}[/]  {len(loaded.parents)} parents, {len(loaded.children)} children, "
+        f"{len(loaded.kept_criteria)}/{len(loaded.criteria)} criteria kept, "
+        f"{len(loaded.errors)} errors  (llm {m.get('llm')}, embedder {m.get('embedder')})"
+    )
+    by_id = {n.id: n for n in loaded.nodes}
+    for parent in sorted(loaded.parents, key=lambda p: -len(p.members)):
+        branch = root.add(f"[bold cyan]{parent.id}[/] {parent.text}  "
+                          f"[dim]({len(parent.children)} children, {len(parent.members)} "
+                          f"criteria, {len(parent.sources)} pairs)[/]")
+        ordered = sorted((by_id[c] for c in parent.children), key=lambda c: -len(c.members))
+        for child in ordered[:children]:
+            branch.add(f"[green]{child.id}[/] {child.text}  [dim]({len(child.members)} criteria, "
+                       f"{len(child.sources)} pairs)[/]")
+        if len(ordered) > children:
+            branch.add(f"[dim]… {len(ordered) - children} more[/]")
+    out.print(root)
+
+
+# ---------------------------------------------------------------- data -----------------
+
+
+@data_app.command("prmbench-pairs")
+def data_prmbench_pairs(
+    source: Annotated[Path, typer.Argument(help="A PRMBench .jsonl file or its data/ directory.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output pairs JSONL.")],
+    fold: Annotated[int | None, typer.Option(
+        help="Keep only questions hashing into this fold (0-based).")] = None,
+    folds: Annotated[int, typer.Option(help="Number of folds.")] = 2,
+    limit: LimitOpt = None,
+) -> None:
+    """PRMBench records → preference pairs (original_process = chosen,
+    modified_process = rejected)."""
+    from dgprm.data import prmbench_pairs
+    from dgprm.records import write_jsonl
+
+    if fold is not None and not 0 <= fold < folds:
+        raise InputError(f"--fold {fold} is outside 0..{folds - 1}")
+    count = write_jsonl(out, prmbench_pairs(source, fold=fold, folds=folds, limit=limit))
+    console.print(f"wrote {count} pairs to {out}")
+
+
+def main() -> None:
+    """Entry point: run the app, turning bad input into a one-line error and exit code 2."""
+    from dgprm.tree.model import TreeError
+
+    try:
+        app(standalone_mode=False)
+    except (InputError, TreeError) as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except FileNotFoundError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        console.print("[red]interrupted[/] (re-run the same command to continue)")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

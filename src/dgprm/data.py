@@ -1,0 +1,113 @@
+"""Converters from benchmark formats to dgprm's pair and trajectory records.
+
+PRMBench records (``../shared/data/prmbench/data/*.jsonl``) carry an original
+solution and an error-injected one, so they give preference pairs for free.
+Folds are assigned by a hash of the question text, so every record about one
+question — PRMBench has up to nine per question — lands in the same fold and a
+2-fold cross-fit never builds a tree from the problems it evaluates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from dgprm.records import InputError, iter_json_lines
+
+PRMBENCH_REQUIRED = ("idx", "classification", "modified_process", "original_process",
+                     "error_steps")
+
+
+def question_fold(question: str, folds: int = 2) -> int:
+    """Deterministic fold of a question (stable across runs, machines and Python versions).
+
+    Example:
+        >>> question_fold("What is 2+2?") in (0, 1)
+        True
+    """
+    digest = hashlib.sha256(question.strip().encode("utf-8")).hexdigest()
+    return int(digest[:8], 16) % folds
+
+
+def prmbench_files(path: str | Path) -> list[Path]:
+    """The PRMBench ``.jsonl`` files at ``path`` (a file, or a directory of them)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.jsonl"))
+        if not files:
+            raise InputError(f"{path}: no .jsonl files")
+        return files
+    if path.is_file():
+        return [path]
+    raise InputError(f"{path}: no such file or directory")
+
+
+def iter_prmbench(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield PRMBench records with ``_where`` (file:line) attached; checks required fields."""
+    for file in prmbench_files(path):
+        for number, record in iter_json_lines(file):
+            for key in PRMBENCH_REQUIRED:
+                if key not in record:
+                    raise InputError(f"{file}:{number}: field '{key}': missing")
+            if not isinstance(record["modified_process"], list) or not record["modified_process"]:
+                raise InputError(f"{file}:{number}: field 'modified_process': not a step list")
+            record["_where"] = f"{file}:{number}"
+            yield record
+
+
+def prmbench_question(record: dict[str, Any]) -> str:
+    return str(record.get("modified_question") or record.get("question") or
+               record.get("original_question") or "")
+
+
+def prmbench_pairs(path: str | Path, *, fold: int | None = None, folds: int = 2,
+                   limit: int | None = None) -> list[dict[str, Any]]:
+    """Preference pairs (original = chosen, modified = rejected) from PRMBench records.
+
+    Records without error steps (``multi_solutions``) or whose two processes are
+    identical give no pair. ``fold`` keeps only records whose question hashes
+    into that fold.
+    """
+    pairs: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for record in iter_prmbench(path):
+        question = str(record.get("original_question") or prmbench_question(record))
+        if fold is not None and question_fold(question, folds) != fold:
+            continue
+        if not record["error_steps"] or record["original_process"] == record["modified_process"]:
+            continue
+        pair_id = f"{record['classification']}_{record['idx']}"
+        if pair_id in seen:
+            continue
+        seen.add(pair_id)
+        pairs.append({
+            "id": pair_id,
+            "question": question,
+            "chosen": record["original_process"],
+            "rejected": record["modified_process"],
+            "domain": "math",
+        })
+        if limit is not None and len(pairs) >= limit:
+            break
+    return pairs
+
+
+def processbench_items(path: str | Path) -> list[dict[str, Any]]:
+    """Records of one ProcessBench subset file (a JSON array)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: invalid JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise InputError(f"{path}: expected a JSON array of records")
+    for i, item in enumerate(data):
+        for key in ("id", "problem", "steps", "label"):
+            if key not in item:
+                raise InputError(f"{path}: record {i}: field '{key}': missing")
+    return data

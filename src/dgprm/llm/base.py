@@ -1,0 +1,95 @@
+"""Types shared by every LLM backend: the request, the completion, the errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat call: messages, an optional JSON schema and sampling parameters.
+
+    ``template`` names the prompt template and its version hash; it is part of
+    the cache key, so editing a template never serves stale answers.
+
+    Example:
+        >>> r = ChatRequest(messages=({"role": "user", "content": "hi"},), template="t@1")
+        >>> len(r.cache_key("model-a")) == 64 and r.cache_key("a") != r.cache_key("b")
+        True
+    """
+
+    messages: tuple[dict[str, str], ...]
+    schema: dict[str, Any] | None = None
+    temperature: float = 0.0
+    max_tokens: int = 512
+    seed: int = 0
+    template: str = ""
+
+    def canonical(self, model_id: str) -> str:
+        """The request as canonical JSON, including the model that answers it."""
+        return json.dumps(
+            {
+                "model": model_id,
+                "messages": list(self.messages),
+                "schema": self.schema,
+                "temperature": self.temperature,
+                "max_tokens": self.max_tokens,
+                "seed": self.seed,
+                "template": self.template,
+            },
+            sort_keys=True,
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    def cache_key(self, model_id: str) -> str:
+        return hashlib.sha256(self.canonical(model_id).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a backend answered: text plus token counts."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"
+
+
+class TransientLLMError(RuntimeError):
+    """A failure worth retrying (timeout, 429, 5xx, connection reset)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentLLMError(RuntimeError):
+    """A failure that retrying will not fix (bad request, auth, missing model)."""
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """Anything that turns a :class:`ChatRequest` into a :class:`Completion`."""
+
+    model_id: str
+
+    async def complete(self, request: ChatRequest) -> Completion: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class LLMFailure:
+    """An explicit error record: a call that failed or an answer that did not parse."""
+
+    stage: str
+    reason: str
+    raw: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "reason": self.reason, "raw": self.raw, **self.context}

@@ -1,0 +1,83 @@
+"""Persistent response cache (SQLite) and the per-run token ledger."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from dgprm.llm.base import Completion
+
+
+@dataclass
+class Ledger:
+    """Counts for one run: calls made, cache hits, tokens, errors."""
+
+    llm_calls: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    errors: int = 0
+    retries: int = 0
+    llm_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    def add(self, other: Ledger) -> None:
+        for key, value in asdict(other).items():
+            setattr(self, key, getattr(self, key) + value)
+
+
+class ResponseCache:
+    """Completed answers keyed by the canonical request hash.
+
+    Each answer is committed as soon as it arrives, so an interrupted run
+    loses nothing it already paid for.
+
+    Example:
+        >>> cache = ResponseCache(":memory:")
+        >>> cache.put("k", Completion("hello", 3, 1))
+        >>> cache.get("k").text
+        'hello'
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, text TEXT NOT NULL,"
+            " prompt_tokens INTEGER, completion_tokens INTEGER, finish_reason TEXT)"
+        )
+        self._db.commit()
+
+    def get(self, key: str) -> Completion | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT text, prompt_tokens, completion_tokens, finish_reason FROM answers"
+                " WHERE key = ?",
+                (key,),
+            ).fetchone()
+        return None if row is None else Completion(row[0], row[1], row[2], row[3])
+
+    def put(self, key: str, completion: Completion) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?)",
+                (key, completion.text, completion.prompt_tokens, completion.completion_tokens,
+                 completion.finish_reason),
+            )
+            self._db.commit()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

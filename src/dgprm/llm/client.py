@@ -1,0 +1,172 @@
+"""The one LLM boundary every stage talks to.
+
+:class:`LLMClient` wraps a backend with, once: the persistent cache, a
+concurrency limit, retries with backoff (honouring ``Retry-After``), answer
+parsing against a pydantic model, explicit failure records and the ledger.
+Stages never know which backend answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from dgprm.llm.base import (
+    ChatBackend,
+    ChatRequest,
+    Completion,
+    LLMFailure,
+    PermanentLLMError,
+    TransientLLMError,
+)
+from dgprm.llm.cache import Ledger, ResponseCache
+
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
+def extract_json(text: str) -> Any:
+    """Parse the first JSON object in ``text`` (tolerates code fences and chatter).
+
+    Example:
+        >>> extract_json('Sure! ```json\\n{"a": 1}\\n```')
+        {'a': 1}
+    """
+    text = text.strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    start = text.find("{")
+    if start < 0:
+        raise ValueError("no JSON object in the answer")
+    obj, _ = json.JSONDecoder().raw_decode(text[start:])
+    return obj
+
+
+class LLMClient:
+    """Cached, concurrency-limited, retrying access to one chat backend.
+
+    Example (with a test double backend):
+        >>> import asyncio
+        >>> class Echo:
+        ...     model_id = "echo"
+        ...     async def complete(self, request):
+        ...         return Completion('{"ok": true}', 5, 2)
+        ...     async def aclose(self): ...
+        >>> from pydantic import BaseModel
+        >>> class Ok(BaseModel):
+        ...     ok: bool
+        >>> client = LLMClient(Echo(), cache=ResponseCache(":memory:"))
+        >>> req = ChatRequest(messages=({"role": "user", "content": "hi"},))
+        >>> asyncio.run(client.ask(req, Ok, stage="demo")).ok
+        True
+        >>> client.ledger.llm_calls, client.ledger.prompt_tokens
+        (1, 5)
+    """
+
+    def __init__(
+        self,
+        backend: ChatBackend,
+        *,
+        cache: ResponseCache | None = None,
+        concurrency: int = 4,
+        max_retries: int = 4,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.ledger = Ledger()
+        self.failures: list[LLMFailure] = []
+        self._concurrency = concurrency
+        self._semaphore: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.backend.model_id
+
+    def _limit(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._loop is not loop:
+            self._semaphore = asyncio.Semaphore(self._concurrency)
+            self._loop = loop
+        return self._semaphore
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """Return the completion for ``request`` from the cache or the backend.
+
+        Raises the last error when every retry failed.
+        """
+        key = request.cache_key(self.model_id)
+        if self.cache is not None:
+            cached = self.cache.get(key)
+            if cached is not None:
+                self.ledger.cache_hits += 1
+                return cached
+        async with self._limit():
+            attempt = 0
+            while True:
+                started = time.perf_counter()
+                try:
+                    completion = await self.backend.complete(request)
+                except TransientLLMError as exc:
+                    self.ledger.llm_seconds += time.perf_counter() - started
+                    if attempt >= self.max_retries:
+                        raise
+                    delay = exc.retry_after
+                    if delay is None:
+                        delay = min(self.max_backoff, self.backoff * 2**attempt)
+                        delay *= 0.5 + random.random() / 2
+                    attempt += 1
+                    self.ledger.retries += 1
+                    await asyncio.sleep(delay)
+                    continue
+                self.ledger.llm_seconds += time.perf_counter() - started
+                break
+        self.ledger.llm_calls += 1
+        self.ledger.prompt_tokens += completion.prompt_tokens
+        self.ledger.completion_tokens += completion.completion_tokens
+        if self.cache is not None:
+            self.cache.put(key, completion)
+        return completion
+
+    async def ask(
+        self, request: ChatRequest, answer: type[Answer], *, stage: str, **context: Any
+    ) -> Answer | LLMFailure:
+        """Call the LLM and parse its JSON answer as ``answer``.
+
+        Never raises for LLM trouble: a failed call or an unparseable answer
+        comes back as an :class:`LLMFailure`, which is also counted and kept in
+        :attr:`failures`.
+        """
+        try:
+            completion = await self.complete(request)
+        except (TransientLLMError, PermanentLLMError) as exc:
+            return self.fail(LLMFailure(stage, f"LLM call failed: {exc}", None, context))
+        try:
+            return answer.model_validate(extract_json(completion.text))
+        except (ValueError, ValidationError) as exc:
+            reason = str(exc).splitlines()[0]
+            if completion.finish_reason == "length":
+                reason = f"answer cut at max_tokens ({reason})"
+            return self.fail(
+                LLMFailure(stage, f"unparseable answer: {reason}", completion.text, context)
+            )
+
+    def fail(self, failure: LLMFailure) -> LLMFailure:
+        """Record a failure found by a caller (e.g. an answer naming unknown criteria)."""
+        self.ledger.errors += 1
+        self.failures.append(failure)
+        return failure
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()

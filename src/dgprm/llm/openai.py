@@ -1,0 +1,110 @@
+"""Any OpenAI-compatible chat server (vLLM, SGLang, Ollama, llama.cpp server, OpenAI).
+
+Talks plain HTTP through httpx, so tests inject ``httpx.MockTransport`` at
+this boundary instead of patching internals.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+from dgprm.llm.base import ChatRequest, Completion, PermanentLLMError, TransientLLMError
+
+API_KEY_ENVS = ("DGPRM_API_KEY", "OPENAI_API_KEY")
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def api_key_from_env() -> str | None:
+    """The first API key found in ``DGPRM_API_KEY`` or ``OPENAI_API_KEY``."""
+    for name in API_KEY_ENVS:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds form), if any."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def raise_for_status(response: httpx.Response) -> None:
+    """Map an HTTP error to a transient (retry) or permanent failure."""
+    if response.status_code < 400:
+        return
+    detail = response.text[:200].replace("\n", " ")
+    message = f"HTTP {response.status_code} from {response.request.url}: {detail}"
+    if response.status_code in RETRYABLE_STATUS:
+        raise TransientLLMError(message, retry_after_seconds(response))
+    raise PermanentLLMError(message)
+
+
+class OpenAIBackend:
+    """Chat completions from ``{base_url}/chat/completions`` with JSON-schema output.
+
+    Example:
+        >>> backend = OpenAIBackend("http://127.0.0.1:8000/v1", "qwen2.5-7b")
+        >>> backend.model_id
+        'openai:http://127.0.0.1:8000/v1#qwen2.5-7b'
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.model_id = f"openai:{self.base_url}#{model}"
+        key = api_key if api_key is not None else api_key_from_env()
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(request.messages),
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+            "seed": request.seed,
+        }
+        if request.schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": request.schema},
+            }
+        try:
+            response = await self._http.post("/chat/completions", json=body)
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            raise TransientLLMError(f"{type(exc).__name__}: {exc}") from exc
+        raise_for_status(response)
+        try:
+            answer = response.json()
+            choice = answer["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise PermanentLLMError(f"malformed chat response: {exc}") from exc
+        usage = answer.get("usage") or {}
+        return Completion(
+            text=text,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            finish_reason=choice.get("finish_reason") or "stop",
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

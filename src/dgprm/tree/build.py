@@ -1,0 +1,292 @@
+"""Build a reward tree from preference pairs, or add pairs to an existing one.
+
+Flow (METHOD.md §1): judge J → validator → embed → BIRCH children (ξ) →
+parents (``parent_xi``) → summarizer for changed parents. Building from
+scratch is adding to an empty tree, so ``build`` and ``add`` share one path
+and node ids stay stable across additions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from dgprm import __version__
+from dgprm.config import Settings
+from dgprm.embed import Embedder
+from dgprm.llm import Ledger, LLMClient, LLMFailure
+from dgprm.progress import NoProgress, Progress
+from dgprm.prompts import template_versions
+from dgprm.records import InputError, PreferencePair
+from dgprm.tree.cluster import Features, assign_clusters, central_member
+from dgprm.tree.model import Criterion, Node, RewardTree
+from dgprm.tree.stages import judge_and_validate, summarize_parent
+
+PROMPTS = ("judge", "validate", "summarize")
+
+
+@dataclass
+class BuildReport:
+    """What one build or add run did (printed as the closing summary)."""
+
+    pairs: int = 0
+    skipped_pairs: int = 0
+    raw_criteria: int = 0
+    kept_criteria: int = 0
+    children: int = 0
+    parents: int = 0
+    new_children: int = 0
+    new_parents: int = 0
+    summarized_parents: int = 0
+    wall_seconds: float = 0.0
+    ledger: Ledger = field(default_factory=Ledger)
+
+    def rows(self) -> list[tuple[str, str]]:
+        per_pair = max(self.pairs, 1)
+        led = self.ledger
+        return [
+            ("pairs", f"{self.pairs} (+{self.skipped_pairs} already in tree)"),
+            ("raw criteria", str(self.raw_criteria)),
+            ("kept criteria", str(self.kept_criteria)),
+            ("children", f"{self.children} ({self.new_children} new)"),
+            ("parents", f"{self.parents} ({self.new_parents} new, "
+                        f"{self.summarized_parents} summarised)"),
+            ("LLM calls", f"{led.llm_calls} ({(led.llm_calls + led.cache_hits) / per_pair:.2f} "
+                          f"requests/pair)"),
+            ("cache hits", str(led.cache_hits)),
+            ("tokens", f"{led.prompt_tokens} prompt + {led.completion_tokens} completion "
+                       f"({(led.prompt_tokens + led.completion_tokens) / per_pair:.0f}/pair)"),
+            ("errors", str(led.errors)),
+            ("wall time", f"{self.wall_seconds:.1f} s"),
+        ]
+
+
+def empty_tree(embedder: Embedder, settings: Settings, llm_id: str) -> RewardTree:
+    return RewardTree(
+        nodes=[], criteria=[], vectors=np.zeros((0, 0), dtype=np.float32),
+        manifest={
+            "dgprm_version": __version__,
+            "llm": llm_id,
+            "embedder": embedder.model_id,
+            "embedder_spec": settings.embedder,
+            "hyperparameters": {"xi": settings.xi, "parent_xi": settings.parent_xi,
+                                "max_criteria": settings.max_criteria, "seed": settings.seed,
+                                "temperature": settings.temperature},
+            "prompts": template_versions(*PROMPTS),
+            "inputs": [],
+            "usage": Ledger().to_dict(),
+            "runs": [],
+        },
+    )
+
+
+async def _criteria_for(pairs: list[PreferencePair], client: LLMClient, settings: Settings,
+                        progress: Progress) -> tuple[list[Criterion], list[LLMFailure]]:
+    progress.start("judge + validate", len(pairs))
+
+    async def one(pair: PreferencePair) -> tuple[list[Criterion], list[LLMFailure]]:
+        result = await judge_and_validate(pair, client, max_criteria=settings.max_criteria,
+                                          seed=settings.seed, temperature=settings.temperature)
+        progress.advance("judge + validate")
+        return result
+
+    results = await asyncio.gather(*(one(p) for p in pairs))
+    criteria = [c for found, _ in results for c in found]
+    failures = [f for _, errs in results for f in errs]
+    return criteria, failures
+
+
+def _next_id(prefix: str, nodes: list[Node], width: int) -> int:
+    numbers = [int(n.id[len(prefix):]) for n in nodes if n.id.startswith(prefix)
+               and n.id[len(prefix):].isdigit()]
+    return max(numbers, default=0) + 1
+
+
+async def extend_tree(
+    tree: RewardTree | None,
+    pairs: list[PreferencePair],
+    *,
+    client: LLMClient,
+    embedder: Embedder,
+    settings: Settings,
+    progress: Progress | None = None,
+    input_info: dict[str, Any] | None = None,
+) -> tuple[RewardTree, BuildReport]:
+    """Add ``pairs`` to ``tree`` (or to a new empty tree); return the new tree and a report.
+
+    Existing node ids never change; only parents whose children changed are
+    re-summarised. Raises :class:`InputError` if ``tree`` was built with a
+    different embedder.
+    """
+    started = time.perf_counter()
+    progress = progress or NoProgress()
+    ledger_before = Ledger(**client.ledger.to_dict())
+    tree = tree or empty_tree(embedder, settings, client.model_id)
+    if tree.embedder != embedder.model_id:
+        raise InputError(
+            f"tree was built with embedder {tree.embedder!r} but {embedder.model_id!r} is "
+            "configured; pass the tree's --embedder"
+        )
+    report = BuildReport()
+    known = {c.pair_id for c in tree.criteria} | {str(e.get("pair_id")) for e in tree.errors}
+    fresh = [p for p in pairs if p.id not in known]
+    report.pairs, report.skipped_pairs = len(fresh), len(pairs) - len(fresh)
+
+    new_criteria, failures = await _criteria_for(fresh, client, settings, progress)
+    kept_new = [c for c in new_criteria if c.kept]
+    report.raw_criteria, report.kept_criteria = len(new_criteria), len(kept_new)
+
+    progress.start("embed", 1)
+    new_vectors = embedder.encode([c.text for c in kept_new]) if kept_new else None
+    progress.advance("embed")
+
+    nodes = [Node(**{**n.__dict__, "children": list(n.children), "members": list(n.members),
+                     "sources": list(n.sources)}) for n in tree.nodes]
+    criteria = [Criterion(**c.__dict__) for c in tree.criteria] + new_criteria
+    kept_all = [c for c in criteria if c.kept]
+    dim = new_vectors.shape[1] if new_vectors is not None else tree.vectors.shape[1]
+    old_kept = len(tree.kept_criteria)
+    crit_vectors = np.zeros((len(kept_all), dim), dtype=np.float32)
+    if old_kept:
+        crit_vectors[:old_kept] = tree.vectors[len(tree.nodes):]
+    if new_vectors is not None:
+        crit_vectors[old_kept:] = new_vectors
+    crit_row = {c.id: i for i, c in enumerate(kept_all)}
+
+    by_id = {n.id: n for n in nodes}
+    children = [n for n in nodes if n.level == "child"]
+    parents = [n for n in nodes if n.level == "parent"]
+    touched_children: set[str] = set()
+    changed_parents: set[str] = set()
+
+    if new_vectors is not None and len(kept_new):
+        # --- children: BIRCH at ξ, existing clusters first -----------------------------
+        child_features = Features(
+            np.array([len(c.members) for c in children], dtype=np.int64),
+            np.array([crit_vectors[[crit_row[m] for m in c.members]].sum(axis=0)
+                      for c in children], dtype=np.float64).reshape(len(children), dim),
+        )
+        labels, child_features = assign_clusters(child_features, new_vectors, settings.xi)
+        next_child = _next_id("c", nodes, 4)
+        new_child_nodes: list[Node] = []
+        for criterion, label in zip(kept_new, labels, strict=True):
+            if label < len(children):
+                node = children[label]
+            else:
+                offset = int(label) - len(children)
+                while offset >= len(new_child_nodes):
+                    new_child_nodes.append(Node(
+                        id=f"c{next_child + len(new_child_nodes):04d}", level="child", text=""))
+                node = new_child_nodes[offset]
+            node.members.append(criterion.id)
+            if criterion.pair_id not in node.sources:
+                node.sources.append(criterion.pair_id)
+            criterion.child = node.id
+            touched_children.add(node.id)
+        report.new_children = len(new_child_nodes)
+
+        # --- parents: children's directions clustered at parent_xi ----------------------
+        directions = child_features.directions
+        parent_features = Features(
+            np.array([len(p.children) for p in parents], dtype=np.int64),
+            np.array([directions[[children.index(by_id[c]) for c in p.children]].sum(axis=0)
+                      for p in parents], dtype=np.float64).reshape(len(parents), dim),
+        )
+        new_dirs = directions[len(children):]
+        parent_labels, _ = assign_clusters(parent_features, new_dirs, settings.parent_xi)
+        next_parent = _next_id("p", nodes, 3)
+        new_parent_nodes: list[Node] = []
+        for child, label in zip(new_child_nodes, parent_labels, strict=True):
+            if label < len(parents):
+                parent = parents[label]
+            else:
+                offset = int(label) - len(parents)
+                while offset >= len(new_parent_nodes):
+                    new_parent_nodes.append(Node(
+                        id=f"p{next_parent + len(new_parent_nodes):03d}", level="parent", text=""))
+                parent = new_parent_nodes[offset]
+            parent.children.append(child.id)
+            child.parent = parent.id
+            changed_parents.add(parent.id)
+        report.new_parents = len(new_parent_nodes)
+        nodes += new_parent_nodes + new_child_nodes
+        by_id = {n.id: n for n in nodes}
+        children = [n for n in nodes if n.level == "child"]
+        parents = [n for n in nodes if n.level == "parent"]
+
+    # --- child texts: the most central member ------------------------------------------
+    crit_by_id = {c.id: c for c in criteria}
+    for child in children:
+        if child.id in touched_children:
+            member_vectors = crit_vectors[[crit_row[m] for m in child.members]]
+            child.text = crit_by_id[child.members[central_member(member_vectors)]].text
+    for parent in parents:
+        sources: list[str] = []
+        for child_id in parent.children:
+            sources += [s for s in by_id[child_id].sources if s not in sources]
+        parent.sources = sources
+        parent.members = [m for c in parent.children for m in by_id[c].members]
+
+    # --- summarizer: one call per changed parent with ≥ 2 children ---------------------
+    to_summarize = [p for p in parents if p.id in changed_parents]
+    progress.start("summarize", len(to_summarize))
+
+    async def summarize(parent: Node) -> None:
+        child_texts = [by_id[c].text for c in parent.children]
+        if len(child_texts) == 1:
+            parent.text = child_texts[0]
+        else:
+            answer = await summarize_parent(child_texts, client, parent_id=parent.id,
+                                            seed=settings.seed)
+            if isinstance(answer, LLMFailure):
+                parent.text = child_texts[0]
+            else:
+                parent.text = f"{answer.title.strip()}: {answer.description.strip()}"
+                report.summarized_parents += 1
+        progress.advance("summarize")
+
+    await asyncio.gather(*(summarize(p) for p in to_summarize))
+
+    # --- vectors: node rows then kept-criterion rows -----------------------------------
+    node_rows = np.zeros((len(nodes), dim), dtype=np.float32)
+    child_dir: dict[str, np.ndarray] = {}
+    for i, node in enumerate(nodes):
+        if node.level == "child":
+            centroid = crit_vectors[[crit_row[m] for m in node.members]].mean(axis=0)
+            node_rows[i] = centroid
+            child_dir[node.id] = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
+    for i, node in enumerate(nodes):
+        if node.level == "parent":
+            node_rows[i] = np.mean([child_dir[c] for c in node.children], axis=0)
+
+    run_ledger = Ledger(**client.ledger.to_dict())
+    for key, before in ledger_before.to_dict().items():
+        setattr(run_ledger, key, getattr(run_ledger, key) - before)
+    report.ledger = run_ledger
+    report.children, report.parents = len(children), len(parents)
+    report.wall_seconds = time.perf_counter() - started
+
+    manifest = dict(tree.manifest)
+    usage = Ledger(**manifest.get("usage", {}))
+    usage.add(run_ledger)
+    manifest["usage"] = usage.to_dict()
+    manifest["prompts"] = template_versions(*PROMPTS)
+    manifest["dgprm_version"] = __version__
+    if input_info is not None:
+        manifest["inputs"] = [*manifest.get("inputs", []), input_info]
+    manifest["runs"] = [*manifest.get("runs", []), {
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "llm": client.model_id, "pairs": report.pairs, "usage": run_ledger.to_dict(),
+        "wall_seconds": round(report.wall_seconds, 2)}]
+    errors = tree.errors + [f.to_dict() for f in failures] + [
+        f.to_dict() for f in client.failures if f.stage == "summarizer"
+        and f.context.get("parent_id") in changed_parents]
+    vectors = np.concatenate([node_rows, crit_vectors]) if dim else tree.vectors
+    new_tree = RewardTree(nodes, criteria, vectors.astype(np.float32), manifest, errors)
+    new_tree.check()
+    return new_tree, report

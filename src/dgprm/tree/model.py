@@ -1,0 +1,233 @@
+"""The reward tree artifact: ``tree.json`` + ``embeddings.npy`` + ``manifest.json``.
+
+No pickle anywhere: JSON for structure and provenance, ``.npy`` (loaded with
+``allow_pickle=False``) for vectors, and SHA-256 checksums in the manifest so
+a truncated or edited artifact is refused on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from dgprm.records import InputError
+
+TREE_FORMAT = 1
+FILES = ("tree.json", "embeddings.npy", "manifest.json")
+
+
+class TreeError(InputError):
+    """A missing, truncated or inconsistent reward-tree artifact."""
+
+
+@dataclass
+class Criterion:
+    """One raw criterion written by the judge, with the validator's verdict."""
+
+    id: str
+    pair_id: str
+    title: str
+    description: str
+    kept: bool
+    reason: str = ""
+    child: str | None = None
+
+    @property
+    def text(self) -> str:
+        return f"{self.title}: {self.description}"
+
+
+@dataclass
+class Node:
+    """A parent (coarse) or child (fine-grained) criterion of the tree."""
+
+    id: str
+    level: Literal["parent", "child"]
+    text: str
+    parent: str | None = None
+    children: list[str] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"children": len(self.children), "members": len(self.members),
+                "sources": len(self.sources)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "counts": self.counts}
+
+
+@dataclass
+class RewardTree:
+    """Parents and children with provenance, plus one embedding row per node and kept criterion.
+
+    ``vectors[i]`` belongs to ``nodes[i]``; ``vectors[len(nodes) + j]`` to the
+    ``j``-th kept criterion. A child's row is its centroid (the BIRCH linear sum
+    divided by the member count); a parent's row is the centroid of its
+    children's unit directions.
+    """
+
+    nodes: list[Node]
+    criteria: list[Criterion]
+    vectors: np.ndarray
+    manifest: dict[str, Any]
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def parents(self) -> list[Node]:
+        return [n for n in self.nodes if n.level == "parent"]
+
+    @property
+    def children(self) -> list[Node]:
+        return [n for n in self.nodes if n.level == "child"]
+
+    @property
+    def kept_criteria(self) -> list[Criterion]:
+        return [c for c in self.criteria if c.kept]
+
+    def node(self, node_id: str) -> Node:
+        return self._index()[node_id]
+
+    def _index(self) -> dict[str, Node]:
+        return {n.id: n for n in self.nodes}
+
+    def node_vectors(self, ids: list[str]) -> np.ndarray:
+        """Unit direction of each named node."""
+        row = {n.id: i for i, n in enumerate(self.nodes)}
+        rows = self.vectors[[row[i] for i in ids]].astype(np.float32)
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        return rows / np.where(norms == 0, 1.0, norms)
+
+    @property
+    def embedder(self) -> str:
+        return str(self.manifest.get("embedder", ""))
+
+    def check(self) -> None:
+        """Raise :class:`TreeError` unless the structure is self-consistent."""
+        index = self._index()
+        if len(index) != len(self.nodes):
+            raise TreeError("tree.json: duplicate node ids")
+        kept = sum(c.kept for c in self.criteria)
+        if self.vectors.ndim != 2 or self.vectors.shape[0] != len(self.nodes) + kept:
+            raise TreeError(
+                f"embeddings.npy: expected {len(self.nodes) + kept} rows (nodes + kept criteria), "
+                f"found shape {self.vectors.shape}"
+            )
+        if not np.isfinite(self.vectors).all():
+            raise TreeError("embeddings.npy: non-finite values")
+        criterion_ids = {c.id for c in self.criteria}
+        for node in self.nodes:
+            if node.level == "child":
+                if node.parent not in index or index[node.parent].level != "parent":
+                    raise TreeError(f"tree.json: child {node.id} has no valid parent")
+                if node.id not in index[node.parent].children:
+                    raise TreeError(f"tree.json: parent {node.parent} does not list {node.id}")
+                missing = [m for m in node.members if m not in criterion_ids]
+                if missing or not node.members:
+                    raise TreeError(f"tree.json: child {node.id} has unknown or no members")
+            elif node.level == "parent":
+                for child in node.children:
+                    if child not in index or index[child].parent != node.id:
+                        raise TreeError(f"tree.json: parent {node.id} lists bad child {child}")
+            else:
+                raise TreeError(f"tree.json: node {node.id} has unknown level {node.level!r}")
+
+    # ---- persistence -------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the artifact atomically (a temp directory renamed into place)."""
+        self.check()
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            tree_json = json.dumps(
+                {
+                    "format": TREE_FORMAT,
+                    "nodes": [n.to_dict() for n in self.nodes],
+                    "criteria": [asdict(c) for c in self.criteria],
+                    "errors": self.errors,
+                },
+                ensure_ascii=False,
+                indent=1,
+            ).encode("utf-8")
+            (tmp / "tree.json").write_bytes(tree_json)
+            np.save(tmp / "embeddings.npy", self.vectors.astype(np.float32), allow_pickle=False)
+            manifest = dict(self.manifest)
+            manifest["files"] = {name: _sha256(tmp / name) for name in FILES[:2]}
+            manifest["counts"] = {
+                "parents": len(self.parents),
+                "children": len(self.children),
+                "criteria": len(self.criteria),
+                "kept_criteria": sum(c.kept for c in self.criteria),
+                "errors": len(self.errors),
+            }
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+            self.manifest = manifest
+            if directory.exists():
+                old = directory.with_name(f".{directory.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(directory, old)
+                os.replace(tmp, directory)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, directory)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> RewardTree:
+        """Load and validate an artifact; refuse anything missing, truncated or inconsistent."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise TreeError(f"{directory}: not a reward-tree directory")
+        for name in FILES:
+            if not (directory / name).is_file():
+                raise TreeError(f"{directory}: missing {name}")
+        try:
+            manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise TreeError(f"{directory / 'manifest.json'}: unreadable: {exc}") from None
+        for name, digest in manifest.get("files", {}).items():
+            if _sha256(directory / name) != digest:
+                raise TreeError(f"{directory / name}: checksum mismatch (truncated or modified)")
+        if set(manifest.get("files", {})) != set(FILES[:2]):
+            raise TreeError(f"{directory / 'manifest.json'}: no checksums for the tree files")
+        try:
+            data = json.loads((directory / "tree.json").read_text(encoding="utf-8"))
+            nodes = [
+                Node(**{k: v for k, v in n.items() if k != "counts"}) for n in data["nodes"]
+            ]
+            criteria = [Criterion(**c) for c in data["criteria"]]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise TreeError(f"{directory / 'tree.json'}: invalid: {exc}") from None
+        try:
+            vectors = np.load(directory / "embeddings.npy", allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise TreeError(f"{directory / 'embeddings.npy'}: unreadable: {exc}") from None
+        tree = cls(nodes, criteria, vectors, manifest, data.get("errors", []))
+        tree.check()
+        return tree
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file (for input hashes in manifests)."""
+    return _sha256(Path(path))
