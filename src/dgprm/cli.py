@@ -22,8 +22,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-app = typer.Typer(help="DG-PRM: reward trees, dynamic step rewards, Pareto pairs, PRM benchmarks.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="DG-PRM: reward trees, dynamic step rewards, Pareto pairs, PRM benchmarks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 tree_app = typer.Typer(help="Build, inspect and extend reward trees.", no_args_is_help=True)
 data_app = typer.Typer(help="Convert benchmark data to dgprm records.", no_args_is_help=True)
 app.add_typer(tree_app, name="tree")
@@ -33,17 +36,29 @@ console = Console(stderr=True)
 T = TypeVar("T")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
-LlmOpt = Annotated[str | None, typer.Option(
-    "--llm", help="LLM: 'embedded' (SmolLM2-135M, default), 'gguf:PATH', 'openai:URL#MODEL'.")]
-EmbedderOpt = Annotated[str | None, typer.Option(
-    "--embedder", help="Embedder: 'minilm' (default), 'st:PATH', 'openai:URL#MODEL'.")]
+LlmOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--llm", help="LLM: 'embedded' (SmolLM2-135M, default), 'gguf:PATH', 'openai:URL#MODEL'."
+    ),
+]
+EmbedderOpt = Annotated[
+    str | None,
+    typer.Option("--embedder", help="Embedder: 'minilm' (default), 'st:PATH', 'openai:URL#MODEL'."),
+]
 ConcurrencyOpt = Annotated[int | None, typer.Option(help="LLM calls in flight at once.")]
-CacheOpt = Annotated[str | None, typer.Option(
-    "--cache", help="SQLite response cache (default $DGPRM_CACHE or ~/.cache/dgprm).")]
+CacheOpt = Annotated[
+    str | None,
+    typer.Option("--cache", help="SQLite response cache (default $DGPRM_CACHE or ~/.cache/dgprm)."),
+]
 LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N input records.")]
 MaxCharsOpt = Annotated[int | None, typer.Option(help="Longest accepted input text.")]
-TruncateOpt = Annotated[bool, typer.Option(
-    "--truncate", help="Truncate over-long texts with a warning instead of refusing them.")]
+TruncateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--truncate", help="Truncate over-long texts with a warning instead of refusing them."
+    ),
+]
 
 
 class RichProgress:
@@ -61,9 +76,15 @@ class RichProgress:
 
 
 def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=False,
-                    disable=not console.is_terminal and os.environ.get("DGPRM_PROGRESS") != "1")
+    return Progress(
+        TextColumn("{task.description:<18}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal and os.environ.get("DGPRM_PROGRESS") != "1",
+    )
 
 
 def settings_from(config: Path | None, **overrides: Any) -> Settings:
@@ -86,8 +107,11 @@ def summary_table(title: str, rows: list[tuple[str, str]]) -> Table:
 def make_client(settings: Settings) -> Any:
     from dgprm.llm import LLMClient, ResponseCache, make_backend
 
-    return LLMClient(make_backend(settings.llm), cache=ResponseCache(settings.cache_path),
-                     concurrency=settings.concurrency)
+    return LLMClient(
+        make_backend(settings.llm),
+        cache=ResponseCache(settings.cache_path),
+        concurrency=settings.concurrency,
+    )
 
 
 # ---------------------------------------------------------------- tree -----------------
@@ -96,13 +120,20 @@ def make_client(settings: Settings) -> Any:
 def _read_pairs(path: Path, settings: Settings, limit: int | None) -> list[Any]:
     from dgprm.records import PreferencePair, read_records
 
-    pairs = read_records(path, PreferencePair, max_chars=settings.max_chars,
-                         on_long=settings.on_long)
+    pairs = read_records(
+        path, PreferencePair, max_chars=settings.max_chars, on_long=settings.on_long
+    )
     return pairs[:limit] if limit else pairs
 
 
-def _extend(tree_dir: Path | None, pairs_path: Path, out: Path, settings: Settings,
-            limit: int | None, title: str) -> None:
+def _extend(
+    tree_dir: Path | None,
+    pairs_path: Path,
+    out: Path,
+    settings: Settings,
+    limit: int | None,
+    title: str,
+) -> None:
     from dgprm.embed import make_embedder
     from dgprm.tree import RewardTree, extend_tree
     from dgprm.tree.model import file_sha256
@@ -116,9 +147,15 @@ def _extend(tree_dir: Path | None, pairs_path: Path, out: Path, settings: Settin
     async def go() -> Any:
         with progress_bar() as bar:
             try:
-                return await extend_tree(tree, pairs, client=client, embedder=embedder,
-                                         settings=settings, progress=RichProgress(bar),
-                                         input_info=info)
+                return await extend_tree(
+                    tree,
+                    pairs,
+                    client=client,
+                    embedder=embedder,
+                    settings=settings,
+                    progress=RichProgress(bar),
+                    input_info=info,
+                )
             finally:
                 await client.aclose()
 
@@ -137,8 +174,9 @@ def tree_build(
     llm: LlmOpt = None,
     embedder: EmbedderOpt = None,
     xi: Annotated[float | None, typer.Option(help="Merge threshold ξ (cosine distance).")] = None,
-    parent_xi: Annotated[float | None, typer.Option(
-        help="Cosine distance within which children share a parent.")] = None,
+    parent_xi: Annotated[
+        float | None, typer.Option(help="Cosine distance within which children share a parent.")
+    ] = None,
     max_criteria: Annotated[int | None, typer.Option(help="Criteria per pair from J.")] = None,
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = None,
@@ -151,9 +189,18 @@ def tree_build(
     Re-running an interrupted build continues from the response cache without
     repeating finished LLM calls; re-running a finished build makes none.
     """
-    settings = settings_from(config, llm=llm, embedder=embedder, xi=xi, parent_xi=parent_xi,
-                             max_criteria=max_criteria, concurrency=concurrency, cache=cache,
-                             max_chars=max_chars, on_long="truncate" if truncate else None)
+    settings = settings_from(
+        config,
+        llm=llm,
+        embedder=embedder,
+        xi=xi,
+        parent_xi=parent_xi,
+        max_criteria=max_criteria,
+        concurrency=concurrency,
+        cache=cache,
+        max_chars=max_chars,
+        on_long="truncate" if truncate else None,
+    )
     _extend(None, pairs, out, settings, limit, "tree build")
 
 
@@ -176,10 +223,18 @@ def tree_add(
     manifest = RewardTree.load(tree).manifest
     hyper = manifest.get("hyperparameters", {})
     embedder_spec = manifest.get("embedder_spec", "minilm")
-    settings = settings_from(config, llm=llm, concurrency=concurrency, cache=cache,
-                             max_chars=max_chars, on_long="truncate" if truncate else None,
-                             xi=hyper.get("xi"), parent_xi=hyper.get("parent_xi"),
-                             max_criteria=hyper.get("max_criteria"), embedder=embedder_spec)
+    settings = settings_from(
+        config,
+        llm=llm,
+        concurrency=concurrency,
+        cache=cache,
+        max_chars=max_chars,
+        on_long="truncate" if truncate else None,
+        xi=hyper.get("xi"),
+        parent_xi=hyper.get("parent_xi"),
+        max_criteria=hyper.get("max_criteria"),
+        embedder=embedder_spec,
+    )
     _extend(tree, pairs, tree, settings, limit, "tree add")
 
 
@@ -201,13 +256,17 @@ def tree_show(
     )
     by_id = {n.id: n for n in loaded.nodes}
     for parent in sorted(loaded.parents, key=lambda p: -len(p.members)):
-        branch = root.add(f"[bold cyan]{parent.id}[/] {parent.text}  "
-                          f"[dim]({len(parent.children)} children, {len(parent.members)} "
-                          f"criteria, {len(parent.sources)} pairs)[/]")
+        branch = root.add(
+            f"[bold cyan]{parent.id}[/] {parent.text}  "
+            f"[dim]({len(parent.children)} children, {len(parent.members)} "
+            f"criteria, {len(parent.sources)} pairs)[/]"
+        )
         ordered = sorted((by_id[c] for c in parent.children), key=lambda c: -len(c.members))
         for child in ordered[:children]:
-            branch.add(f"[green]{child.id}[/] {child.text}  [dim]({len(child.members)} criteria, "
-                       f"{len(child.sources)} pairs)[/]")
+            branch.add(
+                f"[green]{child.id}[/] {child.text}  [dim]({len(child.members)} criteria, "
+                f"{len(child.sources)} pairs)[/]"
+            )
         if len(ordered) > children:
             branch.add(f"[dim]… {len(ordered) - children} more[/]")
     out.print(root)
@@ -220,8 +279,9 @@ def tree_show(
 def data_prmbench_pairs(
     source: Annotated[Path, typer.Argument(help="A PRMBench .jsonl file or its data/ directory.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output pairs JSONL.")],
-    fold: Annotated[int | None, typer.Option(
-        help="Keep only questions hashing into this fold (0-based).")] = None,
+    fold: Annotated[
+        int | None, typer.Option(help="Keep only questions hashing into this fold (0-based).")
+    ] = None,
     folds: Annotated[int, typer.Option(help="Number of folds.")] = 2,
     limit: LimitOpt = None,
 ) -> None:
@@ -243,10 +303,10 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except (InputError, TreeError) as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except FileNotFoundError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         console.print("[red]interrupted[/] (re-run the same command to continue)")

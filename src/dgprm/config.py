@@ -34,13 +34,18 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    xi: float = Field(0.25, gt=0, lt=2, description="merge threshold (cosine distance) for children")
-    parent_xi: float = Field(0.6, gt=0, lt=2,
-                             description="cosine distance within which children share a parent")
+    xi: float = Field(
+        0.25, gt=0, lt=2, description="merge threshold (cosine distance) for children"
+    )
+    parent_xi: float = Field(
+        0.6, gt=0, lt=2, description="cosine distance within which children share a parent"
+    )
     zeta: float = Field(0.2, gt=0, lt=2, description="child matching threshold (cosine distance)")
     mu: int = Field(20, ge=0, description="previous steps kept as context")
     llm: str = Field("embedded", description="LLM spec: embedded | gguf:PATH | openai:URL#MODEL")
-    embedder: str = Field("minilm", description="embedder spec: minilm | st:PATH | openai:URL#MODEL")
+    embedder: str = Field(
+        "minilm", description="embedder spec: minilm | st:PATH | openai:URL#MODEL"
+    )
     concurrency: int = Field(4, ge=1, description="LLM calls in flight at once")
     seed: int = 0
     temperature: float = Field(0.0, ge=0)

@@ -17,8 +17,7 @@ from typing import Any
 
 from dgprm.records import InputError, iter_json_lines
 
-PRMBENCH_REQUIRED = ("idx", "classification", "modified_process", "original_process",
-                     "error_steps")
+PRMBENCH_REQUIRED = ("idx", "classification", "modified_process", "original_process", "error_steps")
 
 
 def question_fold(question: str, folds: int = 2) -> int:
@@ -59,12 +58,17 @@ def iter_prmbench(path: str | Path) -> Iterator[dict[str, Any]]:
 
 
 def prmbench_question(record: dict[str, Any]) -> str:
-    return str(record.get("modified_question") or record.get("question") or
-               record.get("original_question") or "")
+    return str(
+        record.get("modified_question")
+        or record.get("question")
+        or record.get("original_question")
+        or ""
+    )
 
 
-def prmbench_pairs(path: str | Path, *, fold: int | None = None, folds: int = 2,
-                   limit: int | None = None) -> list[dict[str, Any]]:
+def prmbench_pairs(
+    path: str | Path, *, fold: int | None = None, folds: int = 2, limit: int | None = None
+) -> list[dict[str, Any]]:
     """Preference pairs (original = chosen, modified = rejected) from PRMBench records.
 
     Records without error steps (``multi_solutions``) or whose two processes are
@@ -83,13 +87,15 @@ def prmbench_pairs(path: str | Path, *, fold: int | None = None, folds: int = 2,
         if pair_id in seen:
             continue
         seen.add(pair_id)
-        pairs.append({
-            "id": pair_id,
-            "question": question,
-            "chosen": record["original_process"],
-            "rejected": record["modified_process"],
-            "domain": "math",
-        })
+        pairs.append(
+            {
+                "id": pair_id,
+                "question": question,
+                "chosen": record["original_process"],
+                "rejected": record["modified_process"],
+                "domain": "math",
+            }
+        )
         if limit is not None and len(pairs) >= limit:
             break
     return pairs

@@ -98,8 +98,15 @@ class SentenceTransformerEmbedder:
 class OpenAIEmbedder:
     """Embeddings from ``{base_url}/embeddings`` of an OpenAI-compatible server."""
 
-    def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
-                 batch_size: int = 128, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        batch_size: int = 128,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         from dgprm.llm.openai import api_key_from_env
 
         self.base_url = base_url.rstrip("/")
@@ -108,8 +115,9 @@ class OpenAIEmbedder:
         self.batch_size = batch_size
         key = api_key if api_key is not None else api_key_from_env()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=120.0,
-                                  transport=transport)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=120.0, transport=transport
+        )
 
     def encode(self, texts: list[str]) -> np.ndarray:
         rows: list[list[float]] = []

@@ -130,19 +130,23 @@ def _limit_lengths(obj: Any, max_chars: int, on_long: str, where: str, field: st
         if len(obj) <= max_chars:
             return obj
         if on_long == "truncate":
-            warnings.warn(f"{where}: field '{field}': truncated to {max_chars} characters",
-                          stacklevel=2)
+            warnings.warn(
+                f"{where}: field '{field}': truncated to {max_chars} characters", stacklevel=2
+            )
             return obj[:max_chars]
         raise InputError(
             f"{where}: field '{field}': text of {len(obj)} characters exceeds the limit of "
             f"{max_chars} (raise --max-chars or use truncation)"
         )
     if isinstance(obj, list):
-        return [_limit_lengths(v, max_chars, on_long, where, f"{field}[{i}]")
-                for i, v in enumerate(obj)]
+        return [
+            _limit_lengths(v, max_chars, on_long, where, f"{field}[{i}]") for i, v in enumerate(obj)
+        ]
     if isinstance(obj, dict):
-        return {k: _limit_lengths(v, max_chars, on_long, where, k if not field else f"{field}.{k}")
-                for k, v in obj.items()}
+        return {
+            k: _limit_lengths(v, max_chars, on_long, where, k if not field else f"{field}.{k}")
+            for k, v in obj.items()
+        }
     return obj
 
 

@@ -69,8 +69,13 @@ class ResponseCache:
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?)",
-                (key, completion.text, completion.prompt_tokens, completion.completion_tokens,
-                 completion.finish_reason),
+                (
+                    key,
+                    completion.text,
+                    completion.prompt_tokens,
+                    completion.completion_tokens,
+                    completion.finish_reason,
+                ),
             )
             self._db.commit()
 

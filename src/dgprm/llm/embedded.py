@@ -46,8 +46,9 @@ class EmbeddedBackend:
         'gguf:SmolLM2-135M-Instruct.Q4_1.gguf:...'
     """
 
-    def __init__(self, path: str | Path | None = None, *, n_ctx: int = 8192,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path | None = None, *, n_ctx: int = 8192, threads: int | None = None
+    ) -> None:
         self.path = Path(path) if path is not None else packaged_gguf()
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: GGUF model file not found")

@@ -34,8 +34,15 @@ class PromptTemplate:
     def tag(self) -> str:
         return f"{self.name}@{self.version}"
 
-    def render(self, *, schema: dict[str, Any] | None = None, max_tokens: int = 512,
-               temperature: float = 0.0, seed: int = 0, **values: str) -> ChatRequest:
+    def render(
+        self,
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        seed: int = 0,
+        **values: str,
+    ) -> ChatRequest:
         """Fill the placeholders and build the :class:`ChatRequest`."""
         return ChatRequest(
             messages=(

@@ -54,13 +54,21 @@ class BuildReport:
             ("raw criteria", str(self.raw_criteria)),
             ("kept criteria", str(self.kept_criteria)),
             ("children", f"{self.children} ({self.new_children} new)"),
-            ("parents", f"{self.parents} ({self.new_parents} new, "
-                        f"{self.summarized_parents} summarised)"),
-            ("LLM calls", f"{led.llm_calls} ({(led.llm_calls + led.cache_hits) / per_pair:.2f} "
-                          f"requests/pair)"),
+            (
+                "parents",
+                f"{self.parents} ({self.new_parents} new, {self.summarized_parents} summarised)",
+            ),
+            (
+                "LLM calls",
+                f"{led.llm_calls} ({(led.llm_calls + led.cache_hits) / per_pair:.2f} "
+                f"requests/pair)",
+            ),
             ("cache hits", str(led.cache_hits)),
-            ("tokens", f"{led.prompt_tokens} prompt + {led.completion_tokens} completion "
-                       f"({(led.prompt_tokens + led.completion_tokens) / per_pair:.0f}/pair)"),
+            (
+                "tokens",
+                f"{led.prompt_tokens} prompt + {led.completion_tokens} completion "
+                f"({(led.prompt_tokens + led.completion_tokens) / per_pair:.0f}/pair)",
+            ),
             ("errors", str(led.errors)),
             ("wall time", f"{self.wall_seconds:.1f} s"),
         ]
@@ -68,15 +76,21 @@ class BuildReport:
 
 def empty_tree(embedder: Embedder, settings: Settings, llm_id: str) -> RewardTree:
     return RewardTree(
-        nodes=[], criteria=[], vectors=np.zeros((0, 0), dtype=np.float32),
+        nodes=[],
+        criteria=[],
+        vectors=np.zeros((0, 0), dtype=np.float32),
         manifest={
             "dgprm_version": __version__,
             "llm": llm_id,
             "embedder": embedder.model_id,
             "embedder_spec": settings.embedder,
-            "hyperparameters": {"xi": settings.xi, "parent_xi": settings.parent_xi,
-                                "max_criteria": settings.max_criteria, "seed": settings.seed,
-                                "temperature": settings.temperature},
+            "hyperparameters": {
+                "xi": settings.xi,
+                "parent_xi": settings.parent_xi,
+                "max_criteria": settings.max_criteria,
+                "seed": settings.seed,
+                "temperature": settings.temperature,
+            },
             "prompts": template_versions(*PROMPTS),
             "inputs": [],
             "usage": Ledger().to_dict(),
@@ -85,13 +99,19 @@ def empty_tree(embedder: Embedder, settings: Settings, llm_id: str) -> RewardTre
     )
 
 
-async def _criteria_for(pairs: list[PreferencePair], client: LLMClient, settings: Settings,
-                        progress: Progress) -> tuple[list[Criterion], list[LLMFailure]]:
+async def _criteria_for(
+    pairs: list[PreferencePair], client: LLMClient, settings: Settings, progress: Progress
+) -> tuple[list[Criterion], list[LLMFailure]]:
     progress.start("judge + validate", len(pairs))
 
     async def one(pair: PreferencePair) -> tuple[list[Criterion], list[LLMFailure]]:
-        result = await judge_and_validate(pair, client, max_criteria=settings.max_criteria,
-                                          seed=settings.seed, temperature=settings.temperature)
+        result = await judge_and_validate(
+            pair,
+            client,
+            max_criteria=settings.max_criteria,
+            seed=settings.seed,
+            temperature=settings.temperature,
+        )
         progress.advance("judge + validate")
         return result
 
@@ -102,8 +122,11 @@ async def _criteria_for(pairs: list[PreferencePair], client: LLMClient, settings
 
 
 def _next_id(prefix: str, nodes: list[Node], width: int) -> int:
-    numbers = [int(n.id[len(prefix):]) for n in nodes if n.id.startswith(prefix)
-               and n.id[len(prefix):].isdigit()]
+    numbers = [
+        int(n.id[len(prefix) :])
+        for n in nodes
+        if n.id.startswith(prefix) and n.id[len(prefix) :].isdigit()
+    ]
     return max(numbers, default=0) + 1
 
 
@@ -145,15 +168,24 @@ async def extend_tree(
     new_vectors = embedder.encode([c.text for c in kept_new]) if kept_new else None
     progress.advance("embed")
 
-    nodes = [Node(**{**n.__dict__, "children": list(n.children), "members": list(n.members),
-                     "sources": list(n.sources)}) for n in tree.nodes]
+    nodes = [
+        Node(
+            **{
+                **n.__dict__,
+                "children": list(n.children),
+                "members": list(n.members),
+                "sources": list(n.sources),
+            }
+        )
+        for n in tree.nodes
+    ]
     criteria = [Criterion(**c.__dict__) for c in tree.criteria] + new_criteria
     kept_all = [c for c in criteria if c.kept]
     dim = new_vectors.shape[1] if new_vectors is not None else tree.vectors.shape[1]
     old_kept = len(tree.kept_criteria)
     crit_vectors = np.zeros((len(kept_all), dim), dtype=np.float32)
     if old_kept:
-        crit_vectors[:old_kept] = tree.vectors[len(tree.nodes):]
+        crit_vectors[:old_kept] = tree.vectors[len(tree.nodes) :]
     if new_vectors is not None:
         crit_vectors[old_kept:] = new_vectors
     crit_row = {c.id: i for i, c in enumerate(kept_all)}
@@ -168,8 +200,10 @@ async def extend_tree(
         # --- children: BIRCH at ξ, existing clusters first -----------------------------
         child_features = Features(
             np.array([len(c.members) for c in children], dtype=np.int64),
-            np.array([crit_vectors[[crit_row[m] for m in c.members]].sum(axis=0)
-                      for c in children], dtype=np.float64).reshape(len(children), dim),
+            np.array(
+                [crit_vectors[[crit_row[m] for m in c.members]].sum(axis=0) for c in children],
+                dtype=np.float64,
+            ).reshape(len(children), dim),
         )
         labels, child_features = assign_clusters(child_features, new_vectors, settings.xi)
         next_child = _next_id("c", nodes, 4)
@@ -180,8 +214,9 @@ async def extend_tree(
             else:
                 offset = int(label) - len(children)
                 while offset >= len(new_child_nodes):
-                    new_child_nodes.append(Node(
-                        id=f"c{next_child + len(new_child_nodes):04d}", level="child", text=""))
+                    new_child_nodes.append(
+                        Node(id=f"c{next_child + len(new_child_nodes):04d}", level="child", text="")
+                    )
                 node = new_child_nodes[offset]
             node.members.append(criterion.id)
             if criterion.pair_id not in node.sources:
@@ -194,10 +229,15 @@ async def extend_tree(
         directions = child_features.directions
         parent_features = Features(
             np.array([len(p.children) for p in parents], dtype=np.int64),
-            np.array([directions[[children.index(by_id[c]) for c in p.children]].sum(axis=0)
-                      for p in parents], dtype=np.float64).reshape(len(parents), dim),
+            np.array(
+                [
+                    directions[[children.index(by_id[c]) for c in p.children]].sum(axis=0)
+                    for p in parents
+                ],
+                dtype=np.float64,
+            ).reshape(len(parents), dim),
         )
-        new_dirs = directions[len(children):]
+        new_dirs = directions[len(children) :]
         parent_labels, _ = assign_clusters(parent_features, new_dirs, settings.parent_xi)
         next_parent = _next_id("p", nodes, 3)
         new_parent_nodes: list[Node] = []
@@ -207,8 +247,13 @@ async def extend_tree(
             else:
                 offset = int(label) - len(parents)
                 while offset >= len(new_parent_nodes):
-                    new_parent_nodes.append(Node(
-                        id=f"p{next_parent + len(new_parent_nodes):03d}", level="parent", text=""))
+                    new_parent_nodes.append(
+                        Node(
+                            id=f"p{next_parent + len(new_parent_nodes):03d}",
+                            level="parent",
+                            text="",
+                        )
+                    )
                 parent = new_parent_nodes[offset]
             parent.children.append(child.id)
             child.parent = parent.id
@@ -241,8 +286,9 @@ async def extend_tree(
         if len(child_texts) == 1:
             parent.text = child_texts[0]
         else:
-            answer = await summarize_parent(child_texts, client, parent_id=parent.id,
-                                            seed=settings.seed)
+            answer = await summarize_parent(
+                child_texts, client, parent_id=parent.id, seed=settings.seed
+            )
             if isinstance(answer, LLMFailure):
                 parent.text = child_texts[0]
             else:
@@ -279,13 +325,25 @@ async def extend_tree(
     manifest["dgprm_version"] = __version__
     if input_info is not None:
         manifest["inputs"] = [*manifest.get("inputs", []), input_info]
-    manifest["runs"] = [*manifest.get("runs", []), {
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "llm": client.model_id, "pairs": report.pairs, "usage": run_ledger.to_dict(),
-        "wall_seconds": round(report.wall_seconds, 2)}]
-    errors = tree.errors + [f.to_dict() for f in failures] + [
-        f.to_dict() for f in client.failures if f.stage == "summarizer"
-        and f.context.get("parent_id") in changed_parents]
+    manifest["runs"] = [
+        *manifest.get("runs", []),
+        {
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "llm": client.model_id,
+            "pairs": report.pairs,
+            "usage": run_ledger.to_dict(),
+            "wall_seconds": round(report.wall_seconds, 2),
+        },
+    ]
+    errors = (
+        tree.errors
+        + [f.to_dict() for f in failures]
+        + [
+            f.to_dict()
+            for f in client.failures
+            if f.stage == "summarizer" and f.context.get("parent_id") in changed_parents
+        ]
+    )
     vectors = np.concatenate([node_rows, crit_vectors]) if dim else tree.vectors
     new_tree = RewardTree(nodes, criteria, vectors.astype(np.float32), manifest, errors)
     new_tree.check()

@@ -38,8 +38,9 @@ def birch_radius(cosine_distance: float) -> float:
     return float(np.sqrt(2.0 * cosine_distance) / 2.0)
 
 
-def cluster_new(vectors: np.ndarray, cosine_distance: float,
-                branching_factor: int = 50) -> np.ndarray:
+def cluster_new(
+    vectors: np.ndarray, cosine_distance: float, branching_factor: int = 50
+) -> np.ndarray:
     """Cluster unit ``vectors`` with BIRCH; return a label per row (0..k-1, first-seen order).
 
     Example:
@@ -52,8 +53,12 @@ def cluster_new(vectors: np.ndarray, cosine_distance: float,
         return np.zeros(0, dtype=np.int64)
     if len(vectors) == 1:
         return np.zeros(1, dtype=np.int64)
-    birch = Birch(threshold=birch_radius(cosine_distance), n_clusters=None,
-                  branching_factor=branching_factor, compute_labels=True)
+    birch = Birch(
+        threshold=birch_radius(cosine_distance),
+        n_clusters=None,
+        branching_factor=branching_factor,
+        compute_labels=True,
+    )
     raw = birch.fit(vectors).labels_
     _, first_index, inverse = np.unique(raw, return_index=True, return_inverse=True)
     order = np.argsort(np.argsort(first_index))
@@ -86,8 +91,9 @@ class Features:
         return len(self.n)
 
 
-def _nearest(queries: np.ndarray, directions: np.ndarray,
-             chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def _nearest(
+    queries: np.ndarray, directions: np.ndarray, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
     """Index and cosine similarity of the nearest direction for each query row."""
     best = np.empty(len(queries), dtype=np.int64)
     sims = np.empty(len(queries), dtype=np.float64)
@@ -120,8 +126,9 @@ def absorb(existing: Features, vectors: np.ndarray, cosine_distance: float) -> n
     return assigned
 
 
-def assign_clusters(existing: Features, vectors: np.ndarray,
-                    cosine_distance: float) -> tuple[np.ndarray, Features]:
+def assign_clusters(
+    existing: Features, vectors: np.ndarray, cosine_distance: float
+) -> tuple[np.ndarray, Features]:
     """Put unit ``vectors`` into ``existing`` clusters or new ones (BIRCH).
 
     Returns the label of each vector (indices ≥ ``len(existing)`` are new
@@ -135,8 +142,9 @@ def assign_clusters(existing: Features, vectors: np.ndarray,
     """
     vectors = np.asarray(vectors, dtype=np.float64)
     dim = vectors.shape[1] if vectors.ndim == 2 else existing.ls.shape[1]
-    features = Features(existing.n.copy(), existing.ls.copy()) if len(existing) else \
-        Features.empty(dim)
+    features = (
+        Features(existing.n.copy(), existing.ls.copy()) if len(existing) else Features.empty(dim)
+    )
     labels = absorb(features, vectors, cosine_distance)
     rest = np.flatnonzero(labels < 0)
     if len(rest):
@@ -146,8 +154,9 @@ def assign_clusters(existing: Features, vectors: np.ndarray,
         ls_new = np.zeros((k, vectors.shape[1]), dtype=np.float64)
         np.add.at(ls_new, new_labels, vectors[rest])
         labels[rest] = len(features) + new_labels
-        features = Features(np.concatenate([features.n, n_new]),
-                            np.concatenate([features.ls, ls_new]))
+        features = Features(
+            np.concatenate([features.n, n_new]), np.concatenate([features.ls, ls_new])
+        )
     return labels, features
 
 

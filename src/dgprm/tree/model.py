@@ -59,8 +59,11 @@ class Node:
 
     @property
     def counts(self) -> dict[str, int]:
-        return {"children": len(self.children), "members": len(self.members),
-                "sources": len(self.sources)}
+        return {
+            "children": len(self.children),
+            "members": len(self.members),
+            "sources": len(self.sources),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "counts": self.counts}
@@ -205,9 +208,7 @@ class RewardTree:
             raise TreeError(f"{directory / 'manifest.json'}: no checksums for the tree files")
         try:
             data = json.loads((directory / "tree.json").read_text(encoding="utf-8"))
-            nodes = [
-                Node(**{k: v for k, v in n.items() if k != "counts"}) for n in data["nodes"]
-            ]
+            nodes = [Node(**{k: v for k, v in n.items() if k != "counts"}) for n in data["nodes"]]
             criteria = [Criterion(**c) for c in data["criteria"]]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise TreeError(f"{directory / 'tree.json'}: invalid: {exc}") from None

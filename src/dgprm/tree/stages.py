@@ -50,8 +50,12 @@ def judge_schema(max_criteria: int) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
-            "criteria": {"type": "array", "items": criterion_schema(), "minItems": 1,
-                         "maxItems": max_criteria}
+            "criteria": {
+                "type": "array",
+                "items": criterion_schema(),
+                "minItems": 1,
+                "maxItems": max_criteria,
+            }
         },
         "required": ["criteria"],
     }
@@ -69,8 +73,9 @@ def validator_schema(count: int) -> dict[str, Any]:
     }
     return {
         "type": "object",
-        "properties": {"verdicts": {"type": "array", "items": verdict, "minItems": count,
-                                    "maxItems": count}},
+        "properties": {
+            "verdicts": {"type": "array", "items": verdict, "minItems": count, "maxItems": count}
+        },
         "required": ["verdicts"],
     }
 
@@ -90,7 +95,11 @@ def _tokens_for(count: int, per_item: int) -> int:
 
 
 async def judge_and_validate(
-    pair: PreferencePair, client: LLMClient, *, max_criteria: int, seed: int = 0,
+    pair: PreferencePair,
+    client: LLMClient,
+    *,
+    max_criteria: int,
+    seed: int = 0,
     temperature: float = 0.0,
 ) -> tuple[list[Criterion], list[LLMFailure]]:
     """Run J then the validator on one pair (two LLM calls).
@@ -105,8 +114,12 @@ async def judge_and_validate(
         "rejected": number_steps(pair.rejected_steps),
     }
     judge = load_template("judge").render(
-        schema=judge_schema(max_criteria), seed=seed, temperature=temperature,
-        max_tokens=_tokens_for(max_criteria, TITLE_CHARS + DESCRIPTION_CHARS + 30), max_criteria=str(max_criteria), **values,
+        schema=judge_schema(max_criteria),
+        seed=seed,
+        temperature=temperature,
+        max_tokens=_tokens_for(max_criteria, TITLE_CHARS + DESCRIPTION_CHARS + 30),
+        max_criteria=str(max_criteria),
+        **values,
     )
     answer = await client.ask(judge, JudgeAnswer, stage="judge", pair_id=pair.id)
     if isinstance(answer, LLMFailure):
@@ -114,8 +127,12 @@ async def judge_and_validate(
     written = answer.criteria[:max_criteria]
     listing = "\n".join(f"[{i}] {c.title}: {c.description}" for i, c in enumerate(written))
     validate = load_template("validate").render(
-        schema=validator_schema(len(written)), seed=seed, temperature=temperature,
-        max_tokens=_tokens_for(len(written), REASON_CHARS + 30), criteria=listing, **values,
+        schema=validator_schema(len(written)),
+        seed=seed,
+        temperature=temperature,
+        max_tokens=_tokens_for(len(written), REASON_CHARS + 30),
+        criteria=listing,
+        **values,
     )
     verdicts = await client.ask(validate, ValidatorAnswer, stage="validator", pair_id=pair.id)
     failures: list[LLMFailure] = []
@@ -125,26 +142,42 @@ async def judge_and_validate(
     else:
         decided = {v.index: v for v in verdicts.verdicts}
         if sorted(decided) != list(range(len(written))):
-            failures.append(client.fail(LLMFailure(
-                "validator", f"verdict indices {sorted(decided)} do not cover "
-                f"0..{len(written) - 1}", None, {"pair_id": pair.id})))
+            failures.append(
+                client.fail(
+                    LLMFailure(
+                        "validator",
+                        f"verdict indices {sorted(decided)} do not cover 0..{len(written) - 1}",
+                        None,
+                        {"pair_id": pair.id},
+                    )
+                )
+            )
             decided = {}
     criteria = []
     for i, text in enumerate(written):
         verdict = decided.get(i)
-        criteria.append(Criterion(
-            id=f"{pair.id}/{i}", pair_id=pair.id, title=text.title.strip(),
-            description=text.description.strip(), kept=bool(verdict and verdict.keep),
-            reason=verdict.reason.strip() if verdict else "validator failed",
-        ))
+        criteria.append(
+            Criterion(
+                id=f"{pair.id}/{i}",
+                pair_id=pair.id,
+                title=text.title.strip(),
+                description=text.description.strip(),
+                kept=bool(verdict and verdict.keep),
+                reason=verdict.reason.strip() if verdict else "validator failed",
+            )
+        )
     return criteria, failures
 
 
-async def summarize_parent(child_texts: list[str], client: LLMClient, *, parent_id: str,
-                           seed: int = 0) -> CriterionText | LLMFailure:
+async def summarize_parent(
+    child_texts: list[str], client: LLMClient, *, parent_id: str, seed: int = 0
+) -> CriterionText | LLMFailure:
     """Write one parent criterion covering ``child_texts`` (one LLM call)."""
     listing = "\n".join(f"- {t}" for t in child_texts[:24])
     request = load_template("summarize").render(
-        schema=criterion_schema(), seed=seed, max_tokens=TITLE_CHARS + DESCRIPTION_CHARS + 40, criteria=listing,
+        schema=criterion_schema(),
+        seed=seed,
+        max_tokens=TITLE_CHARS + DESCRIPTION_CHARS + 40,
+        criteria=listing,
     )
     return await client.ask(request, CriterionText, stage="summarizer", parent_id=parent_id)

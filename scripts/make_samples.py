@@ -1,0 +1,63 @@
+"""Regenerate the small samples shipped in src/dgprm/samples from ../shared/data.
+
+Usage: python scripts/make_samples.py [SHARED_DATA_DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from dgprm.data import prmbench_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "src" / "dgprm" / "samples"
+
+
+def short_records(path: Path, count: int, max_steps: int = 8) -> list[dict]:
+    rows = []
+    for line in path.open(encoding="utf-8"):
+        record = json.loads(line)
+        if len(record["modified_process"]) <= max_steps and record["question"] not in {
+            r["question"] for r in rows
+        }:
+            rows.append(record)
+        if len(rows) == count:
+            break
+    return rows
+
+
+def main() -> None:
+    shared = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT.parent / "shared" / "data")
+    data = shared / "prmbench" / "data"
+    records = []
+    for index, file in enumerate(sorted(data.glob("prm800k_test_p1_*.jsonl"))):
+        records += short_records(file, 2 + index % 2)[-2:]
+    records += short_records(data / "prm_test_p12_multi_solutions.jsonl", 2)
+    with (OUT / "prmbench_records.jsonl").open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    pairs = prmbench_pairs(OUT / "prmbench_records.jsonl")
+    seen: set[str] = set()
+    chosen = []
+    for pair in pairs:
+        category = pair["id"].split("_prm")[0]
+        if category not in seen:
+            seen.add(category)
+            chosen.append(pair)
+    with (OUT / "pairs.jsonl").open("w", encoding="utf-8") as handle:
+        for pair in chosen:
+            handle.write(json.dumps(pair, ensure_ascii=False) + "\n")
+    items = json.loads((shared / "processbench" / "gsm8k.json").read_text())
+    picks = [i for i in items if i["label"] == -1][:2] + [i for i in items if i["label"] >= 0][:2]
+    (OUT / "processbench_gsm8k.json").write_text(json.dumps(picks, ensure_ascii=False, indent=1))
+    with (OUT / "trajectories.jsonl").open("w", encoding="utf-8") as handle:
+        for item in picks:
+            handle.write(json.dumps({"id": item["id"], "question": item["problem"],
+                                     "steps": item["steps"]}, ensure_ascii=False) + "\n")
+    print(f"{len(records)} PRMBench records, {len(chosen)} pairs, {len(picks)} ProcessBench items")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Test doubles injected at dgprm's boundaries (no monkey-patching of internals)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dgprm.llm import ChatRequest, Completion, LLMClient, ResponseCache
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+SAMPLES = Path(__file__).resolve().parents[1] / "src" / "dgprm" / "samples"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+class ScriptedBackend:
+    """A chat backend whose answers come from a function of the request.
+
+    Records every request it receives so tests can assert on the calls made.
+    """
+
+    def __init__(self, answer: Callable[[ChatRequest], str | Completion],
+                 model_id: str = "scripted") -> None:
+        self.answer = answer
+        self.model_id = model_id
+        self.requests: list[ChatRequest] = []
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        self.requests.append(request)
+        result = self.answer(request)
+        if isinstance(result, Completion):
+            return result
+        return Completion(result, prompt_tokens=10, completion_tokens=5)
+
+    async def aclose(self) -> None:
+        pass
+
+    def stages(self) -> list[str]:
+        return [r.template.split("@")[0] for r in self.requests]
+
+
+def user_text(request: ChatRequest) -> str:
+    return request.messages[-1]["content"]
+
+
+def tree_answers(request: ChatRequest) -> str:
+    """Plausible judge / validator / summarizer answers keyed on the prompt template."""
+    stage = request.template.split("@")[0]
+    text = user_text(request)
+    if stage == "judge":
+        topics = ["arithmetic", "equations"] if "+" in text else ["units", "definitions"]
+        return json.dumps({"criteria": [
+            {"title": f"Correct {t}", "description": f"Each step handles {t} correctly."}
+            for t in topics]})
+    if stage == "validate":
+        count = len(re.findall(r"^\[\d+\]", text, flags=re.M))
+        return json.dumps({"verdicts": [{"index": i, "keep": True, "reason": "ok"}
+                                        for i in range(count)]})
+    if stage == "summarize":
+        return json.dumps({"title": "Sound steps", "description": "Steps are correct."})
+    raise AssertionError(f"unexpected template {request.template}")
+
+
+class KeywordEmbedder:
+    """Deterministic embedder: one dimension per known keyword, hashed buckets otherwise."""
+
+    def __init__(self, dim: int = 32, model_id: str = "keyword-test") -> None:
+        self.dim = dim
+        self.model_id = model_id
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        rows = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"[a-z]+", text.lower()):
+                bucket = int(hashlib.md5(word.encode()).hexdigest()[:6], 16) % self.dim
+                rows[i, bucket] += 1.0
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        return rows / np.where(norms == 0, 1, norms)
+
+
+@pytest.fixture
+def scripted_client() -> Callable[..., tuple[LLMClient, ScriptedBackend]]:
+    def make(answer: Callable[[ChatRequest], str | Completion] = tree_answers,
+             cache: ResponseCache | None = None) -> tuple[LLMClient, ScriptedBackend]:
+        backend = ScriptedBackend(answer)
+        return LLMClient(backend, cache=cache if cache is not None else ResponseCache(":memory:"),
+                         backoff=0.0), backend
+
+    return make
+
+
+def write_pairs(path: Path, count: int = 4) -> Path:
+    rows = []
+    for i in range(count):
+        rows.append({"id": f"p{i}", "question": f"What is {i}+{i}?",
+                     "chosen": [f"{i}+{i} = {2 * i}"], "rejected": [f"{i}+{i} = {2 * i + 1}"]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
