@@ -25,8 +25,9 @@ class ScriptedBackend:
     Records every request it receives so tests can assert on the calls made.
     """
 
-    def __init__(self, answer: Callable[[ChatRequest], str | Completion],
-                 model_id: str = "scripted") -> None:
+    def __init__(
+        self, answer: Callable[[ChatRequest], str | Completion], model_id: str = "scripted"
+    ) -> None:
         self.answer = answer
         self.model_id = model_id
         self.requests: list[ChatRequest] = []
@@ -55,13 +56,19 @@ def tree_answers(request: ChatRequest) -> str:
     text = user_text(request)
     if stage == "judge":
         topics = ["arithmetic", "equations"] if "+" in text else ["units", "definitions"]
-        return json.dumps({"criteria": [
-            {"title": f"Correct {t}", "description": f"Each step handles {t} correctly."}
-            for t in topics]})
+        return json.dumps(
+            {
+                "criteria": [
+                    {"title": f"Correct {t}", "description": f"Each step handles {t} correctly."}
+                    for t in topics
+                ]
+            }
+        )
     if stage == "validate":
         count = len(re.findall(r"^\[\d+\]", text, flags=re.M))
-        return json.dumps({"verdicts": [{"index": i, "keep": True, "reason": "ok"}
-                                        for i in range(count)]})
+        return json.dumps(
+            {"verdicts": [{"index": i, "keep": True, "reason": "ok"} for i in range(count)]}
+        )
     if stage == "summarize":
         return json.dumps({"title": "Sound steps", "description": "Steps are correct."})
     raise AssertionError(f"unexpected template {request.template}")
@@ -86,11 +93,14 @@ class KeywordEmbedder:
 
 @pytest.fixture
 def scripted_client() -> Callable[..., tuple[LLMClient, ScriptedBackend]]:
-    def make(answer: Callable[[ChatRequest], str | Completion] = tree_answers,
-             cache: ResponseCache | None = None) -> tuple[LLMClient, ScriptedBackend]:
+    def make(
+        answer: Callable[[ChatRequest], str | Completion] = tree_answers,
+        cache: ResponseCache | None = None,
+    ) -> tuple[LLMClient, ScriptedBackend]:
         backend = ScriptedBackend(answer)
-        return LLMClient(backend, cache=cache if cache is not None else ResponseCache(":memory:"),
-                         backoff=0.0), backend
+        return LLMClient(
+            backend, cache=cache if cache is not None else ResponseCache(":memory:"), backoff=0.0
+        ), backend
 
     return make
 
@@ -98,7 +108,13 @@ def scripted_client() -> Callable[..., tuple[LLMClient, ScriptedBackend]]:
 def write_pairs(path: Path, count: int = 4) -> Path:
     rows = []
     for i in range(count):
-        rows.append({"id": f"p{i}", "question": f"What is {i}+{i}?",
-                     "chosen": [f"{i}+{i} = {2 * i}"], "rejected": [f"{i}+{i} = {2 * i + 1}"]})
+        rows.append(
+            {
+                "id": f"p{i}",
+                "question": f"What is {i}+{i}?",
+                "chosen": [f"{i}+{i} = {2 * i}"],
+                "rejected": [f"{i}+{i} = {2 * i + 1}"],
+            }
+        )
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

@@ -10,19 +10,30 @@ from tests.conftest import SAMPLES
 
 
 def dgprm(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dgprm", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "dgprm", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"id": "a", "question": "q", "chosen": ["x"], "rejected": ["y"]}\n{bad json\n',
-         "pairs.jsonl:2: malformed JSON"),
-        ('{"id": "a", "question": "q", "chosen": ["x"], "rejected": ["x"]}\n',
-         "pairs.jsonl:1: field '(record)': chosen is identical to rejected"),
-        ('{"id": "a", "chosen": ["x"], "rejected": ["y"]}\n',
-         "pairs.jsonl:1: field 'question': Field required"),
+        (
+            '{"id": "a", "question": "q", "chosen": ["x"], "rejected": ["y"]}\n{bad json\n',
+            "pairs.jsonl:2: malformed JSON",
+        ),
+        (
+            '{"id": "a", "question": "q", "chosen": ["x"], "rejected": ["x"]}\n',
+            "pairs.jsonl:1: field '(record)': chosen is identical to rejected",
+        ),
+        (
+            '{"id": "a", "chosen": ["x"], "rejected": ["y"]}\n',
+            "pairs.jsonl:1: field 'question': Field required",
+        ),
     ],
 )
 def test_tree_build_bad_input(tmp_path, content, message):
@@ -45,8 +56,9 @@ def test_tree_show_refuses_a_corrupted_tree(tmp_path):
 def test_bad_setting_in_config_file(tmp_path):
     config = tmp_path / "dgprm.toml"
     config.write_text("xi = -1\n")
-    result = dgprm("tree", "build", SAMPLES / "pairs.jsonl", "-o", tmp_path / "t", "--config",
-                   config)
+    result = dgprm(
+        "tree", "build", SAMPLES / "pairs.jsonl", "-o", tmp_path / "t", "--config", config
+    )
     assert result.returncode == 2 and "field 'xi'" in result.stderr
 
 

@@ -9,8 +9,9 @@ from pydantic import BaseModel
 from dgprm.llm import ChatRequest, Completion, LLMClient, LLMFailure, ResponseCache, make_backend
 from dgprm.llm.openai import OpenAIBackend
 
-BASE = ChatRequest(messages=({"role": "user", "content": "hi"},), schema={"type": "object"},
-                   template="t@1")
+BASE = ChatRequest(
+    messages=({"role": "user", "content": "hi"},), schema={"type": "object"}, template="t@1"
+)
 
 
 class Ok(BaseModel):
@@ -61,8 +62,10 @@ def test_schema_violation_and_truncation_are_reported(scripted_client):
 
 
 def _openai_reply(content: str) -> dict:
-    return {"choices": [{"message": {"content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 3}}
+    return {
+        "choices": [{"message": {"content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3},
+    }
 
 
 def test_openai_backend_retries_transient_errors_honouring_retry_after():
@@ -76,8 +79,9 @@ def test_openai_backend_retries_transient_errors_honouring_retry_after():
             return httpx.Response(503, text="busy")
         return httpx.Response(200, json=_openai_reply('{"ok": true}'))
 
-    backend = OpenAIBackend("http://test/v1", "m", api_key="k",
-                            transport=httpx.MockTransport(handler))
+    backend = OpenAIBackend(
+        "http://test/v1", "m", api_key="k", transport=httpx.MockTransport(handler)
+    )
     client = LLMClient(backend, backoff=0.0)
     assert asyncio.run(client.ask(BASE, Ok, stage="s")).ok
     assert len(seen) == 3 and client.ledger.retries == 2
@@ -87,8 +91,12 @@ def test_openai_backend_retries_transient_errors_honouring_retry_after():
 
 
 def test_openai_backend_permanent_error_becomes_error_record():
-    backend = OpenAIBackend("http://test/v1", "m", api_key="k", transport=httpx.MockTransport(
-        lambda r: httpx.Response(401, text="bad key")))
+    backend = OpenAIBackend(
+        "http://test/v1",
+        "m",
+        api_key="k",
+        transport=httpx.MockTransport(lambda r: httpx.Response(401, text="bad key")),
+    )
     client = LLMClient(backend, backoff=0.0)
     result = asyncio.run(client.ask(BASE, Ok, stage="s"))
     assert isinstance(result, LLMFailure) and "HTTP 401" in result.reason
@@ -97,8 +105,14 @@ def test_openai_backend_permanent_error_becomes_error_record():
 
 def test_retries_give_up_after_max_retries():
     calls = []
-    backend = OpenAIBackend("http://test/v1", "m", api_key="k", transport=httpx.MockTransport(
-        lambda r: calls.append(1) or httpx.Response(500, text="down")))
+    backend = OpenAIBackend(
+        "http://test/v1",
+        "m",
+        api_key="k",
+        transport=httpx.MockTransport(
+            lambda r: calls.append(1) or httpx.Response(500, text="down")
+        ),
+    )
     client = LLMClient(backend, backoff=0.0, max_retries=2)
     assert isinstance(asyncio.run(client.ask(BASE, Ok, stage="s")), LLMFailure)
     assert len(calls) == 3

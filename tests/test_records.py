@@ -14,8 +14,9 @@ from dgprm.records import (
 
 def _write(tmp_path, lines, name="in.jsonl"):
     path = tmp_path / name
-    path.write_bytes(b"".join(line if isinstance(line, bytes) else line.encode() + b"\n"
-                              for line in lines))
+    path.write_bytes(
+        b"".join(line if isinstance(line, bytes) else line.encode() + b"\n" for line in lines)
+    )
     return path
 
 
@@ -33,15 +34,26 @@ def test_reads_valid_pairs_with_string_or_list_steps(tmp_path):
     ("line", "expected"),
     [
         ('{"id": "a", "question": "q", "chosen": ["x"]', "in.jsonl:2: malformed JSON"),
-        ('{"id": "a", "question": "q", "chosen": ["x"]}', "in.jsonl:2: field 'rejected': Field required"),
-        ('{"id": "a", "question": "  ", "chosen": ["x"], "rejected": ["y"]}',
-         "in.jsonl:2: field 'question': question is empty"),
-        ('{"id": "a", "question": "q", "chosen": ["x"], "rejected": ["x"]}',
-         "in.jsonl:2: field '(record)': chosen is identical to rejected"),
-        ('{"id": "a", "question": "q", "chosen": [], "rejected": ["x"]}',
-         "in.jsonl:2: field 'chosen': chosen has no steps"),
-        ('{"id": "a", "question": "q", "chosen": ["x", ""], "rejected": ["y"]}',
-         "in.jsonl:2: field 'chosen': chosen step 1 is empty"),
+        (
+            '{"id": "a", "question": "q", "chosen": ["x"]}',
+            "in.jsonl:2: field 'rejected': Field required",
+        ),
+        (
+            '{"id": "a", "question": "  ", "chosen": ["x"], "rejected": ["y"]}',
+            "in.jsonl:2: field 'question': question is empty",
+        ),
+        (
+            '{"id": "a", "question": "q", "chosen": ["x"], "rejected": ["x"]}',
+            "in.jsonl:2: field '(record)': chosen is identical to rejected",
+        ),
+        (
+            '{"id": "a", "question": "q", "chosen": [], "rejected": ["x"]}',
+            "in.jsonl:2: field 'chosen': chosen has no steps",
+        ),
+        (
+            '{"id": "a", "question": "q", "chosen": ["x", ""], "rejected": ["y"]}',
+            "in.jsonl:2: field 'chosen': chosen step 1 is empty",
+        ),
         ("[1, 2]", "in.jsonl:2: expected a JSON object"),
         (GOOD, "in.jsonl:2: field 'id': duplicate id 'a'"),
     ],

@@ -14,8 +14,11 @@ SETTINGS = Settings(xi=0.25, parent_xi=0.8)
 
 
 def build(pairs, client, tree=None, embedder=None, settings=SETTINGS):
-    return asyncio.run(extend_tree(tree, pairs, client=client,
-                                   embedder=embedder or KeywordEmbedder(), settings=settings))
+    return asyncio.run(
+        extend_tree(
+            tree, pairs, client=client, embedder=embedder or KeywordEmbedder(), settings=settings
+        )
+    )
 
 
 @pytest.fixture
@@ -33,7 +36,8 @@ def test_build_makes_two_calls_per_pair_and_merges_identical_criteria(pairs, scr
     assert all(len(c.sources) == 4 for c in tree.children)
     assert {c.text for c in tree.children} == {
         "Correct arithmetic: Each step handles arithmetic correctly.",
-        "Correct equations: Each step handles equations correctly."}
+        "Correct equations: Each step handles equations correctly.",
+    }
     assert tree.manifest["usage"]["llm_calls"] == len(backend.requests)
     assert tree.vectors.shape == (len(tree.nodes) + 8, 32)
 
@@ -58,12 +62,22 @@ def test_save_load_round_trip(pairs, scripted_client, tmp_path):
     assert [n.to_dict() for n in loaded.nodes] == [n.to_dict() for n in tree.nodes]
     assert np.array_equal(loaded.vectors, tree.vectors)
     manifest = json.loads((tmp_path / "tree" / "manifest.json").read_text())
-    assert {"dgprm_version", "llm", "embedder", "hyperparameters", "prompts", "usage",
-            "files"} <= set(manifest)
+    assert {
+        "dgprm_version",
+        "llm",
+        "embedder",
+        "hyperparameters",
+        "prompts",
+        "usage",
+        "files",
+    } <= set(manifest)
     assert {"llm_calls", "cache_hits", "prompt_tokens", "completion_tokens", "errors"} <= set(
-        manifest["usage"])
+        manifest["usage"]
+    )
     node = json.loads((tmp_path / "tree" / "tree.json").read_text())["nodes"][0]
-    assert {"id", "level", "text", "parent", "children", "members", "sources", "counts"} <= set(node)
+    assert {"id", "level", "text", "parent", "children", "members", "sources", "counts"} <= set(
+        node
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncate-npy", "edit-json", "drop-file", "not-dir"])
@@ -84,8 +98,9 @@ def test_corrupted_tree_is_refused(pairs, scripted_client, tmp_path, damage):
         RewardTree.load(path)
 
 
-def test_inconsistent_structure_is_refused_even_with_matching_checksums(pairs, scripted_client,
-                                                                       tmp_path):
+def test_inconsistent_structure_is_refused_even_with_matching_checksums(
+    pairs, scripted_client, tmp_path
+):
     tree, _ = build(pairs, scripted_client()[0])
     tree.children[0].parent = "p999"
     with pytest.raises(TreeError, match="parent"):
@@ -94,26 +109,33 @@ def test_inconsistent_structure_is_refused_even_with_matching_checksums(pairs, s
 
 
 @pytest.mark.parametrize("parent_xi", [0.1, 1.9])
-def test_incremental_add_keeps_ids_and_resummarises_only_changed_parents(scripted_client,
-                                                                         parent_xi):
+def test_incremental_add_keeps_ids_and_resummarises_only_changed_parents(
+    scripted_client, parent_xi
+):
     settings = Settings(xi=0.25, parent_xi=parent_xi)
+
     def answers(request):
         stage = request.template.split("@")[0]
         text = request.messages[-1]["content"]
         if stage == "judge":
             topic = "units" if "metres" in text else "arithmetic"
-            return json.dumps({"criteria": [{"title": f"Correct {topic}",
-                                             "description": f"Uses {topic} well."}]})
+            return json.dumps(
+                {"criteria": [{"title": f"Correct {topic}", "description": f"Uses {topic} well."}]}
+            )
         return tree_answers(request)
 
     client, backend = scripted_client(answers)
-    first = [PreferencePair(id=f"a{i}", question=f"{i}+1?", chosen=["ok"], rejected=["bad"])
-             for i in range(3)]
+    first = [
+        PreferencePair(id=f"a{i}", question=f"{i}+1?", chosen=["ok"], rejected=["bad"])
+        for i in range(3)
+    ]
     tree, _ = build(first, client, settings=settings)
     before = {n.id: (n.level, n.parent) for n in tree.nodes}
-    more = [PreferencePair(id="b0", question="metres to cm?", chosen=["ok"], rejected=["no"]),
-            PreferencePair(id="a0", question="0+1?", chosen=["ok"], rejected=["bad"]),
-            PreferencePair(id="b1", question="2+1?", chosen=["ok"], rejected=["bad"])]
+    more = [
+        PreferencePair(id="b0", question="metres to cm?", chosen=["ok"], rejected=["no"]),
+        PreferencePair(id="a0", question="0+1?", chosen=["ok"], rejected=["bad"]),
+        PreferencePair(id="b1", question="2+1?", chosen=["ok"], rejected=["bad"]),
+    ]
     backend.requests.clear()
     grown, report = build(more, client, tree=tree, settings=settings)
     assert report.skipped_pairs == 1  # a0 is already in the tree
@@ -122,8 +144,9 @@ def test_incremental_add_keeps_ids_and_resummarises_only_changed_parents(scripte
     arithmetic = next(c for c in grown.children if "arithmetic" in c.text)
     assert arithmetic.id in before and "b1" in arithmetic.sources
     assert report.new_children == 1
-    summaries = [r.messages[-1]["content"] for r in backend.requests
-                 if r.template.startswith("summarize")]
+    summaries = [
+        r.messages[-1]["content"] for r in backend.requests if r.template.startswith("summarize")
+    ]
     if parent_xi < 0.5:  # the new child founds its own parent: nothing to re-summarise
         assert summaries == [] and len(grown.parents) == 2
     else:  # it joins the old parent, which alone is re-summarised with both children
@@ -152,8 +175,14 @@ def test_judge_failure_is_recorded_and_the_run_continues(pairs, scripted_client)
 def test_validator_rejections_are_kept_for_provenance_but_not_clustered(pairs, scripted_client):
     def answers(request):
         if request.template.startswith("validate"):
-            return json.dumps({"verdicts": [{"index": 0, "keep": False, "reason": "vague"},
-                                            {"index": 1, "keep": True, "reason": "fine"}]})
+            return json.dumps(
+                {
+                    "verdicts": [
+                        {"index": 0, "keep": False, "reason": "vague"},
+                        {"index": 1, "keep": True, "reason": "fine"},
+                    ]
+                }
+            )
         return tree_answers(request)
 
     tree, report = build(pairs, scripted_client(answers)[0])

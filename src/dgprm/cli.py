@@ -296,6 +296,138 @@ def data_prmbench_pairs(
     console.print(f"wrote {count} pairs to {out}")
 
 
+# ---------------------------------------------------------------- score ----------------
+
+
+@app.command("score")
+def score(
+    trajectories: Annotated[Path, typer.Argument(help="Trajectories JSONL {id, question, steps}.")],
+    tree: Annotated[Path | None, typer.Option(help="Reward tree directory.")] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output step rewards JSONL.")] = Path(
+        "step_rewards.jsonl"
+    ),
+    config: ConfigOpt = None,
+    llm: LlmOpt = None,
+    embedder: EmbedderOpt = None,
+    mu: Annotated[int | None, typer.Option(help="Previous steps kept as context (μ).")] = None,
+    zeta: Annotated[float | None, typer.Option(help="Child matching threshold ζ.")] = None,
+    agg: Annotated[
+        str | None, typer.Option(help="Step reward from the vector: mean | min.")
+    ] = None,
+    threshold: Annotated[float | None, typer.Option(help="Label = reward > threshold.")] = None,
+    merge_r_phi: Annotated[
+        bool,
+        typer.Option(
+            "--merge-r-phi", help="One LLM call for R and Φ (2 calls per step instead of 3)."
+        ),
+    ] = False,
+    no_tree: Annotated[
+        bool, typer.Option("--no-tree", help="Ablation: plain LLM critic, one generic criterion.")
+    ] = False,
+    static: Annotated[
+        bool,
+        typer.Option("--static", help="Ablation: score on every parent, no dynamic selection."),
+    ] = False,
+    no_context: Annotated[bool, typer.Option("--no-context", help="Ablation: μ = 0.")] = False,
+    limit: LimitOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    cache: CacheOpt = None,
+    max_chars: MaxCharsOpt = None,
+    truncate: TruncateOpt = False,
+) -> None:
+    """Score every step of every trajectory: a reward vector per step.
+
+    Trajectories whose id is already in OUT are skipped, so an interrupted run
+    continues where it stopped.
+    """
+    from dgprm.embed import make_embedder
+    from dgprm.records import Trajectory, read_records
+    from dgprm.runner import score_many
+    from dgprm.scoring import StepScorer
+    from dgprm.tree import RewardTree
+
+    if no_tree and static:
+        raise InputError("--no-tree and --static are exclusive")
+    settings = settings_from(
+        config,
+        llm=llm,
+        embedder=embedder,
+        mu=0 if no_context else mu,
+        zeta=zeta,
+        agg=agg,
+        threshold=threshold,
+        concurrency=concurrency,
+        cache=cache,
+        max_chars=max_chars,
+        on_long="truncate" if truncate else None,
+    )
+    items = read_records(
+        trajectories, Trajectory, max_chars=settings.max_chars, on_long=settings.on_long
+    )
+    items = items[:limit] if limit else items
+    mode = "no-tree" if no_tree else "static" if static else "dynamic"
+    if mode != "no-tree" and tree is None:
+        raise InputError("--tree is required (or use --no-tree for the plain critic ablation)")
+    loaded = RewardTree.load(tree) if tree is not None and mode != "no-tree" else None
+    if loaded is not None and embedder is None and config is None:
+        settings = settings.merged({"embedder": loaded.manifest.get("embedder_spec", "minilm")})
+    client = make_client(settings)
+    scorer = StepScorer(
+        loaded,
+        client,
+        make_embedder(settings.embedder) if loaded else None,
+        settings,
+        mode=mode,
+        merge_select_analyze=merge_r_phi,
+    )
+
+    async def go() -> Any:
+        with progress_bar() as bar:
+            try:
+                return await score_many(
+                    scorer, items, out, concurrency=settings.concurrency, progress=RichProgress(bar)
+                )
+            finally:
+                await client.aclose()
+
+    report = run_async(go)
+    console.print(summary_table(f"score ({mode})", [*report.rows(), ("output", str(out))]))
+
+
+@data_app.command("prmbench-trajectories")
+def data_prmbench_trajectories(
+    source: Annotated[Path, typer.Argument(help="A PRMBench .jsonl file or its data/ directory.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output trajectories JSONL.")],
+    fold: Annotated[int | None, typer.Option(help="Keep only this question fold.")] = None,
+    folds: Annotated[int, typer.Option(help="Number of folds.")] = 2,
+    limit: LimitOpt = None,
+) -> None:
+    """PRMBench records → trajectories (modified_question, modified_process); id =
+    <classification>_<idx>."""
+    from dgprm.data import prmbench_trajectories
+    from dgprm.records import write_jsonl
+
+    count = write_jsonl(out, prmbench_trajectories(source, fold=fold, folds=folds, limit=limit))
+    console.print(f"wrote {count} trajectories to {out}")
+
+
+@data_app.command("processbench-trajectories")
+def data_processbench_trajectories(
+    source: Annotated[Path, typer.Argument(help="A ProcessBench subset file, e.g. gsm8k.json.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output trajectories JSONL.")],
+    limit: LimitOpt = None,
+) -> None:
+    """ProcessBench records (problem, steps) → trajectories."""
+    from dgprm.data import processbench_items
+    from dgprm.records import write_jsonl
+
+    items = processbench_items(source)[:limit] if limit else processbench_items(source)
+    count = write_jsonl(
+        out, ({"id": i["id"], "question": i["problem"], "steps": i["steps"]} for i in items)
+    )
+    console.print(f"wrote {count} trajectories to {out}")
+
+
 def main() -> None:
     """Entry point: run the app, turning bad input into a one-line error and exit code 2."""
     from dgprm.tree.model import TreeError

@@ -101,6 +101,28 @@ def prmbench_pairs(
     return pairs
 
 
+def prmbench_trajectories(
+    path: str | Path, *, fold: int | None = None, folds: int = 2, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Trajectories to score from PRMBench records: ``modified_question`` and
+    ``modified_process``, id ``<classification>_<idx>`` (first occurrence kept)."""
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for record in iter_prmbench(path):
+        question = prmbench_question(record)
+        fold_key = str(record.get("original_question") or question)
+        if fold is not None and question_fold(fold_key, folds) != fold:
+            continue
+        item_id = f"{record['classification']}_{record['idx']}"
+        if item_id in seen:
+            continue
+        seen.add(item_id)
+        rows.append({"id": item_id, "question": question, "steps": record["modified_process"]})
+        if limit is not None and len(rows) >= limit:
+            break
+    return rows
+
+
 def processbench_items(path: str | Path) -> list[dict[str, Any]]:
     """Records of one ProcessBench subset file (a JSON array)."""
     path = Path(path)

@@ -9,9 +9,12 @@ Stages never know which backend answered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import json
 import random
 import time
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -27,6 +30,7 @@ from dgprm.llm.base import (
 from dgprm.llm.cache import Ledger, ResponseCache
 
 Answer = TypeVar("Answer", bound=BaseModel)
+_SCOPE: contextvars.ContextVar[Ledger | None] = contextvars.ContextVar("dgprm_scope", default=None)
 
 
 def extract_json(text: str) -> Any:
@@ -94,6 +98,20 @@ class LLMClient:
     def model_id(self) -> str:
         return self.backend.model_id
 
+    @contextlib.contextmanager
+    def scoped(self) -> Iterator[Ledger]:
+        """Count the calls made inside this block (and tasks it starts) in a separate ledger."""
+        ledger = Ledger()
+        token = _SCOPE.set(ledger)
+        try:
+            yield ledger
+        finally:
+            _SCOPE.reset(token)
+
+    def _ledgers(self) -> list[Ledger]:
+        scope = _SCOPE.get()
+        return [self.ledger] if scope is None else [self.ledger, scope]
+
     def _limit(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
         if self._semaphore is None or self._loop is not loop:
@@ -110,7 +128,8 @@ class LLMClient:
         if self.cache is not None:
             cached = self.cache.get(key)
             if cached is not None:
-                self.ledger.cache_hits += 1
+                for ledger in self._ledgers():
+                    ledger.cache_hits += 1
                 return cached
         async with self._limit():
             attempt = 0
@@ -132,9 +151,10 @@ class LLMClient:
                     continue
                 self.ledger.llm_seconds += time.perf_counter() - started
                 break
-        self.ledger.llm_calls += 1
-        self.ledger.prompt_tokens += completion.prompt_tokens
-        self.ledger.completion_tokens += completion.completion_tokens
+        for ledger in self._ledgers():
+            ledger.llm_calls += 1
+            ledger.prompt_tokens += completion.prompt_tokens
+            ledger.completion_tokens += completion.completion_tokens
         if self.cache is not None:
             self.cache.put(key, completion)
         return completion
@@ -164,7 +184,8 @@ class LLMClient:
 
     def fail(self, failure: LLMFailure) -> LLMFailure:
         """Record a failure found by a caller (e.g. an answer naming unknown criteria)."""
-        self.ledger.errors += 1
+        for ledger in self._ledgers():
+            ledger.errors += 1
         self.failures.append(failure)
         return failure
 

@@ -1,0 +1,92 @@
+"""Score many trajectories into a resumable JSONL output."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dgprm.llm import Ledger
+from dgprm.progress import NoProgress, Progress
+from dgprm.records import ResumableJsonl, Trajectory
+from dgprm.scoring import StepScorer
+
+
+@dataclass
+class ScoreReport:
+    trajectories: int = 0
+    skipped: int = 0
+    steps: int = 0
+    failed_steps: int = 0
+    wall_seconds: float = 0.0
+    ledger: Ledger = field(default_factory=Ledger)
+
+    def rows(self) -> list[tuple[str, str]]:
+        led, steps = self.ledger, max(self.steps, 1)
+        return [
+            ("trajectories", f"{self.trajectories} (+{self.skipped} already in output)"),
+            ("steps", f"{self.steps} ({self.failed_steps} with errors)"),
+            (
+                "LLM calls",
+                f"{led.llm_calls} ({(led.llm_calls + led.cache_hits) / steps:.2f} requests/step)",
+            ),
+            ("cache hits", str(led.cache_hits)),
+            (
+                "tokens",
+                f"{led.prompt_tokens} prompt + {led.completion_tokens} completion "
+                f"({(led.prompt_tokens + led.completion_tokens) / steps:.0f}/step)",
+            ),
+            ("errors", str(led.errors)),
+            ("wall time", f"{self.wall_seconds:.1f} s"),
+            ("time in LLM calls", f"{led.llm_seconds:.1f} s (summed over concurrent calls)"),
+        ]
+
+
+def trajectory_record(trajectory_id: str, rewards: list[Any], usage: Ledger) -> dict[str, Any]:
+    """One output line: per-step criteria, vector, reward, label; usage; error records."""
+    return {
+        "id": trajectory_id,
+        "steps": [r.to_dict() for r in rewards],
+        "usage": usage.to_dict(),
+        "errors": [{"step": r.index, "reason": r.error} for r in rewards if r.error],
+    }
+
+
+async def score_many(
+    scorer: StepScorer,
+    trajectories: list[Trajectory],
+    out: str | Path,
+    *,
+    concurrency: int = 4,
+    progress: Progress | None = None,
+) -> ScoreReport:
+    """Score ``trajectories`` into ``out``; ids already there are skipped (resume)."""
+    started = time.perf_counter()
+    progress = progress or NoProgress()
+    report = ScoreReport()
+    ledger_before = Ledger(**scorer.client.ledger.to_dict())
+    limit = asyncio.Semaphore(concurrency)
+    with ResumableJsonl(out) as sink:
+        todo = [t for t in trajectories if t.id not in sink.done]
+        report.skipped = len(trajectories) - len(todo)
+        progress.start("score", len(todo))
+
+        async def one(trajectory: Trajectory) -> None:
+            async with limit:
+                with scorer.client.scoped() as usage:
+                    rewards = await scorer.ascore(trajectory.question, trajectory.steps)
+            sink.write(trajectory_record(trajectory.id, rewards, usage))
+            report.trajectories += 1
+            report.steps += len(rewards)
+            report.failed_steps += sum(r.error is not None for r in rewards)
+            progress.advance("score")
+
+        await asyncio.gather(*(one(t) for t in todo))
+    led = Ledger(**scorer.client.ledger.to_dict())
+    for key, value in ledger_before.to_dict().items():
+        setattr(led, key, getattr(led, key) - value)
+    report.ledger = led
+    report.wall_seconds = time.perf_counter() - started
+    return report

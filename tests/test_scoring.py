@@ -1,0 +1,214 @@
+import asyncio
+import json
+import re
+
+import numpy as np
+import pytest
+
+from dgprm.config import Settings
+from dgprm.matching import ChildIndex
+from dgprm.records import InputError, Trajectory
+from dgprm.runner import score_many
+from dgprm.scoring import CRITIC_ID, StepScorer, aggregate, context_window
+from dgprm.tree.model import Criterion, Node, RewardTree
+from tests.conftest import KeywordEmbedder
+
+
+def unit(*xs):
+    v = np.array(xs, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+# ---- pure pieces ------------------------------------------------------------------------
+
+
+def test_zeta_matching_selects_inside_and_rejects_outside():
+    index = ChildIndex(
+        {"p1": ["a", "b"], "p2": ["c"]},
+        {"a": unit(1, 0, 0), "b": unit(0, 1, 0), "c": unit(1, 0.01, 0)},
+    )
+    angle_in, angle_out = np.arccos(1 - 0.19), np.arccos(1 - 0.21)
+    inside = np.array([[np.cos(angle_in), np.sin(angle_in), 0]], dtype=np.float32)
+    outside = np.array([[np.cos(angle_out), np.sin(angle_out), 0]], dtype=np.float32)
+    assert index.match(inside, ["p1"], zeta=0.2) == ["a"]
+    assert index.match(outside, ["p1"], zeta=0.2) == []
+    assert index.match(inside, ["p1", "p2"], zeta=0.2) == ["a", "c"]  # only chosen parents
+    assert index.match(inside, ["p2"], zeta=0.2) == ["c"]
+
+
+@pytest.mark.parametrize(
+    ("t", "mu", "expected"),
+    [(0, 20, []), (3, 20, ["s0", "s1", "s2"]), (3, 2, ["s1", "s2"]), (3, 0, []), (1, 1, ["s0"])],
+)
+def test_context_window_boundaries(t, mu, expected):
+    assert context_window([f"s{i}" for i in range(5)], t, mu) == expected
+
+
+def test_aggregate():
+    assert aggregate([0.2, 0.8], "mean") == 0.5 and aggregate([0.2, 0.8], "min") == 0.2
+
+
+# ---- a small tree and a scripted judge --------------------------------------------------
+
+TEXTS = {
+    "c1": "arithmetic is computed correctly",
+    "c2": "equations are set up correctly",
+    "c3": "units are converted correctly",
+}
+
+
+def small_tree(embedder) -> RewardTree:
+    criteria = [
+        Criterion(f"x/{i}", "x", t.split()[0], t, True, child=c)
+        for i, (c, t) in enumerate(TEXTS.items())
+    ]
+    vectors = embedder.encode(list(TEXTS.values()))
+    nodes = [
+        Node("p1", "parent", "Calculations are right", children=["c1", "c2"]),
+        Node("p2", "parent", "Units are handled", children=["c3"]),
+        Node("c1", "child", TEXTS["c1"], parent="p1", members=["x/0"], sources=["x"]),
+        Node("c2", "child", TEXTS["c2"], parent="p1", members=["x/1"], sources=["x"]),
+        Node("c3", "child", TEXTS["c3"], parent="p2", members=["x/2"], sources=["x"]),
+    ]
+    parent_rows = np.stack([vectors[:2].mean(0), vectors[2]])
+    rows = np.concatenate([parent_rows, vectors, vectors]).astype(np.float32)
+    tree = RewardTree(nodes, criteria, rows, {"embedder": embedder.model_id})
+    tree.check()
+    return tree
+
+
+def offered_ids(request):
+    return re.findall(r"^\[(\w+)\]", request.messages[-1]["content"], flags=re.M)
+
+
+def judge(request, *, aspects=("arithmetic is computed correctly",), score=lambda i, step: 8):
+    stage = request.template.split("@")[0]
+    if stage in ("select", "select_analyze"):
+        answer = {"parents": ["p1"], "fine_grained": True, "aspects": list(aspects)}
+        return json.dumps(answer if stage == "select_analyze" else {"parents": ["p1"]})
+    if stage == "analyze":
+        return json.dumps({"fine_grained": True, "aspects": list(aspects)})
+    if stage == "score":
+        step = request.messages[-1]["content"].split("Step to evaluate:\n")[1].split("\n")[0]
+        return json.dumps(
+            {"scores": [{"id": i, "score": score(i, step)} for i in offered_ids(request)]}
+        )
+    raise AssertionError(stage)
+
+
+@pytest.fixture
+def embedder():
+    return KeywordEmbedder(dim=64)
+
+
+def make_scorer(scripted_client, embedder, answer=judge, mode="dynamic", **settings):
+    client, backend = scripted_client(answer)
+    merge = settings.pop("merge", False)
+    scorer = StepScorer(
+        small_tree(embedder) if mode != "no-tree" else None,
+        client,
+        embedder,
+        Settings(**settings),
+        mode=mode,
+        merge_select_analyze=merge,
+    )
+    return scorer, backend
+
+
+def test_dynamic_scoring_selects_matched_children_and_aligns_vector(scripted_client, embedder):
+    def score(i, step):
+        return 2 if "wrong" in step else 9
+
+    scorer, backend = make_scorer(scripted_client, embedder, lambda r: judge(r, score=score))
+    rewards = scorer.score("What is 2+3?", ["2+3 = 5", "this is wrong"])
+    assert [c.id for c in rewards[0].criteria] == ["c1"]  # only the ζ-matched child
+    assert rewards[0].criteria[0].parent_id == "p1"
+    assert rewards[0].vector == [0.9] and rewards[0].reward == 0.9 and rewards[0].label is True
+    assert rewards[1].vector == [0.2] and rewards[1].label is False
+    assert backend.stages().count("select") == 2 and backend.stages().count("score") == 2
+    assert len(backend.requests) == 6  # three calls per step
+
+
+def test_no_matching_child_scores_on_the_chosen_parents(scripted_client, embedder):
+    scorer, _ = make_scorer(
+        scripted_client, embedder, lambda r: judge(r, aspects=("zebra giraffe",))
+    )
+    rewards = scorer.score("q", ["a step"])
+    assert [c.id for c in rewards[0].criteria] == ["p1"]
+    assert rewards[0].criteria[0].parent_id is None
+
+
+def test_ablations_change_the_calls_made(scripted_client, embedder):
+    merged, b1 = make_scorer(scripted_client, embedder, merge=True)
+    merged.score("q", ["2+3 = 5"])
+    assert b1.stages() == ["select_analyze", "score"]
+    static, b2 = make_scorer(scripted_client, embedder, mode="static")
+    rewards = static.score("q", ["2+3 = 5"])
+    assert b2.stages() == ["score"] and [c.id for c in rewards[0].criteria] == ["p1", "p2"]
+    plain, b3 = make_scorer(scripted_client, embedder, mode="no-tree")
+    rewards = plain.score("q", ["2+3 = 5"])
+    assert b3.stages() == ["score"] and rewards[0].criteria[0].id == CRITIC_ID
+    no_context, b4 = make_scorer(scripted_client, embedder, mode="static", mu=0)
+    no_context.score("q", ["first step", "second step"])
+    assert all("Previous steps:\n(none)" in r.messages[-1]["content"] for r in b4.requests)
+    with_context, b5 = make_scorer(scripted_client, embedder, mode="static", mu=20)
+    with_context.score("q", ["first step", "second step"])
+    assert any("Step 1: first step" in r.messages[-1]["content"] for r in b5.requests)
+
+
+@pytest.mark.parametrize("bad", ["unknown", "missing", "duplicate"])
+def test_answers_naming_wrong_criteria_are_errors_not_default_scores(
+    scripted_client, embedder, bad
+):
+    def answer(request):
+        if request.template.startswith("score"):
+            ids = offered_ids(request)
+            scores = {"unknown": ids + ["zz"], "missing": ids[:-1], "duplicate": ids + ids[:1]}[bad]
+            return json.dumps({"scores": [{"id": i, "score": 5} for i in scores]})
+        return judge(request)
+
+    scorer, _ = make_scorer(scripted_client, embedder, answer, mode="static")
+    reward = scorer.score("q", ["s"])[0]
+    assert reward.error and reward.error.startswith("score:")
+    assert reward.vector == [] and reward.reward is None and reward.label is None
+    assert scorer.client.ledger.errors == 1
+
+
+def test_selecting_a_criterion_not_offered_is_an_error(scripted_client, embedder):
+    def answer(request):
+        if request.template.startswith("select"):
+            return json.dumps({"parents": ["p9"]})
+        return judge(request)
+
+    reward = make_scorer(scripted_client, embedder, answer)[0].score("q", ["s"])[0]
+    assert reward.error and "not offered" in reward.error
+
+
+def test_bad_inputs_are_refused(scripted_client, embedder):
+    scorer, _ = make_scorer(scripted_client, embedder)
+    for question, steps in [("q", []), ("q", ["ok", " "]), ("  ", ["s"])]:
+        with pytest.raises(InputError):
+            scorer.score(question, steps)
+    client, _ = scripted_client(judge)
+    with pytest.raises(InputError, match="embedder"):
+        StepScorer(small_tree(embedder), client, KeywordEmbedder(model_id="other"), Settings())
+
+
+def test_score_many_writes_records_and_resume_skips_finished_ids(
+    scripted_client, embedder, tmp_path
+):
+    scorer, backend = make_scorer(scripted_client, embedder, mode="static")
+    items = [Trajectory(id=f"t{i}", question="q", steps=[f"step {i}", "next"]) for i in range(3)]
+    out = tmp_path / "rewards.jsonl"
+    report = asyncio.run(score_many(scorer, items[:2], out))
+    assert report.trajectories == 2 and report.steps == 4
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0]["id"] == "t0" and rows[0]["usage"]["llm_calls"] == 2
+    step = rows[0]["steps"][0]
+    assert set(step) == {"index", "criteria", "vector", "reward", "label"}
+    assert [c["id"] for c in step["criteria"]] == ["p1", "p2"] and len(step["vector"]) == 2
+    backend.requests.clear()
+    report = asyncio.run(score_many(scorer, items, out))
+    assert report.skipped == 2 and report.trajectories == 1
+    assert {r.messages[-1]["content"].count("step 2") > 0 for r in backend.requests} == {True}
+    assert len(out.read_text().splitlines()) == 3
