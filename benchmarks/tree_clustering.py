@@ -31,8 +31,9 @@ def synthetic(n: int, dim: int = 384, topics: int | None = None, seed: int = 0) 
 
 def assemble(vectors: np.ndarray, xi: float, parent_xi: float) -> tuple[int, int]:
     labels, children = assign_clusters(Features.empty(vectors.shape[1]), vectors, xi)
-    parent_labels, parents = assign_clusters(Features.empty(vectors.shape[1]),
-                                             children.directions, parent_xi)
+    parent_labels, parents = assign_clusters(
+        Features.empty(vectors.shape[1]), children.directions, parent_xi
+    )
     return len(children), len(parents)
 
 
@@ -52,8 +53,10 @@ def main() -> None:
     parser.add_argument("--xi", type=float, default=0.25)
     parser.add_argument("--parent-xi", type=float, default=0.6)
     args = parser.parse_args()
-    print(f"{'n':>8} {'children':>9} {'parents':>8} {'dgprm s':>9} {'peak MiB':>9} "
-          f"{'sk Birch s':>11} {'vs Birch':>9} {'growth':>8}")
+    print(
+        f"{'n':>8} {'children':>9} {'parents':>8} {'dgprm s':>9} {'peak MiB':>9} "
+        f"{'sk Birch s':>11} {'vs Birch':>9} {'growth':>8}"
+    )
     base = None
     for n in args.sizes:
         vectors = synthetic(n)
@@ -62,8 +65,10 @@ def main() -> None:
         sk_seconds, _, _ = measure(bare.fit, vectors)
         base = base or (n, seconds)
         growth = (seconds / base[1]) / (n / base[0])
-        print(f"{n:>8} {children:>9} {parents:>8} {seconds:>9.2f} {peak:>9.0f} "
-              f"{sk_seconds:>11.2f} {seconds / sk_seconds:>8.2f}x {growth:>7.2f}x")
+        print(
+            f"{n:>8} {children:>9} {parents:>8} {seconds:>9.2f} {peak:>9.0f} "
+            f"{sk_seconds:>11.2f} {seconds / sk_seconds:>8.2f}x {growth:>7.2f}x"
+        )
     print("growth = (time / time at smallest n) / (n / smallest n); 1.00x is linear")
 
 

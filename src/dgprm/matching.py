@@ -38,13 +38,19 @@ class ChildIndex:
         """
         if len(aspects) == 0:
             return []
-        chosen: list[str] = []
-        floor = 1.0 - zeta
-        for parent in parents:
+        floor = 1.0 - zeta - 1e-6
+        ranges: list[list[int]] = []
+        for parent in parents:  # merge adjacent blocks: one matrix product per run of parents
             start, stop = self.blocks.get(parent, (0, 0))
             if stop == start:
                 continue
+            if ranges and ranges[-1][1] == start:
+                ranges[-1][1] = stop
+            else:
+                ranges.append([start, stop])
+        chosen: list[str] = []
+        for start, stop in ranges:
             sims = aspects @ self.matrix[start:stop].T
-            hits = np.flatnonzero((sims >= floor - 1e-6).any(axis=0))
+            hits = np.flatnonzero(sims.max(axis=0) >= floor)
             chosen.extend(self.ids[start + int(i)] for i in hits)
         return chosen

@@ -71,7 +71,11 @@ class OpenAIBackend:
         key = api_key if api_key is not None else api_key_from_env()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=128),
         )
 
     async def complete(self, request: ChatRequest) -> Completion:

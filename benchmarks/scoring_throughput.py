@@ -1,0 +1,277 @@
+"""Scoring throughput against a local OpenAI-compatible stub, ζ-matching latency, and the
+share of wall time spent outside LLM calls with the embedded model.
+
+The stub listens on 127.0.0.1 only, answers every chat request with a minimal
+instance of the request's JSON schema after a fixed delay, and stops with the
+script. Ideal time = LLM calls × delay ÷ concurrency.
+
+Usage: python benchmarks/scoring_throughput.py [--delay 0.05] [--trajectories 96] [--embedded]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+
+from dgprm.config import Settings
+from dgprm.embed import normalise_rows
+from dgprm.llm import LLMClient
+from dgprm.llm.openai import OpenAIBackend
+from dgprm.matching import ChildIndex
+from dgprm.records import Trajectory
+from dgprm.runner import score_many
+from dgprm.scoring import StepScorer
+from dgprm.tree.model import Criterion, Node, RewardTree
+
+
+def instance(schema: dict[str, Any]) -> Any:
+    """A minimal value valid under the small JSON-schema subset dgprm uses."""
+    kind = schema.get("type")
+    if "enum" in schema:
+        return schema["enum"][0]
+    if kind == "object":
+        return {k: instance(v) for k, v in schema.get("properties", {}).items()}
+    if kind == "array":
+        items = schema.get("items", {})
+        count = max(schema.get("minItems", 0), 1)
+        count = min(count, schema.get("maxItems", count))
+        values = []
+        for i in range(count):
+            value = instance(items)
+            if items.get("type") == "object":
+                for key, prop in items.get("properties", {}).items():
+                    if "enum" in prop:
+                        value[key] = prop["enum"][i % len(prop["enum"])]
+            elif "enum" in items:
+                value = items["enum"][i % len(items["enum"])]
+            values.append(value)
+        return values
+    if kind == "integer":
+        return max(schema.get("minimum", 0), min(7, schema.get("maximum", 7)))
+    if kind == "boolean":
+        return True
+    return "criterion aspect 3"
+
+
+def serve_stub(delay: float, port_queue: Any) -> None:
+    """Run the stub server in this (child) process until it is terminated."""
+    server, url = make_stub(delay)
+    port_queue.put(url)
+    server.serve_forever()
+
+
+def start_stub(delay: float) -> tuple[Any, str]:
+    """Start the stub in a separate process, so it does not share the benchmark's GIL."""
+    import multiprocessing
+
+    queue = multiprocessing.Queue()
+    process = multiprocessing.Process(target=serve_stub, args=(delay, queue), daemon=True)
+    process.start()
+    return process, queue.get(timeout=30)
+
+
+def make_stub(delay: float) -> tuple[ThreadingHTTPServer, str]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real inference servers do
+        disable_nagle_algorithm = True
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server API)
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            time.sleep(delay)
+            schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
+            reply = json.dumps(
+                {
+                    "choices": [
+                        {
+                            "message": {"content": json.dumps(instance(schema))},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 10},
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer.request_queue_size = 256
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+
+class HashEmbedder:
+    """Cheap deterministic embedder so the benchmark measures dgprm, not an encoder."""
+
+    model_id = "bench-hash"
+
+    def __init__(self, dim: int = 384) -> None:
+        self.dim = dim
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        rows = [np.random.default_rng(abs(hash(t)) % 2**32).normal(size=self.dim) for t in texts]
+        return normalise_rows(np.array(rows))
+
+
+def synthetic_tree(
+    parents: int, children_per_parent: int, dim: int = 384, seed: int = 0
+) -> RewardTree:
+    rng = np.random.default_rng(seed)
+    nodes, criteria = [], []
+    child_vectors = normalise_rows(rng.normal(size=(parents * children_per_parent, dim)))
+    for p in range(parents):
+        kids = [f"c{p}_{k}" for k in range(children_per_parent)]
+        nodes.append(Node(f"p{p}", "parent", f"parent criterion {p}", children=kids))
+    for p in range(parents):
+        for k in range(children_per_parent):
+            cid = f"x/{p}_{k}"
+            criteria.append(Criterion(cid, "x", "t", "d", True, child=f"c{p}_{k}"))
+            nodes.append(
+                Node(
+                    f"c{p}_{k}",
+                    "child",
+                    f"child {p}.{k}",
+                    parent=f"p{p}",
+                    members=[cid],
+                    sources=["x"],
+                )
+            )
+    parent_rows = normalise_rows(child_vectors.reshape(parents, children_per_parent, dim).mean(1))
+    vectors = np.concatenate([parent_rows, child_vectors, child_vectors])
+    return RewardTree(nodes, criteria, vectors, {"embedder": HashEmbedder.model_id})
+
+
+def throughput(delay: float, n_traj: int, steps: int) -> None:
+    server, url = start_stub(delay)
+    tree = synthetic_tree(6, 10, dim=384)
+    items = [
+        Trajectory(
+            id=f"t{i}", question=f"question {i}", steps=[f"step {j} of {i}" for j in range(steps)]
+        )
+        for i in range(n_traj)
+    ]
+    print(
+        f"stub delay {delay * 1000:.0f} ms, {n_traj} trajectories × {steps} steps, "
+        "3 calls per step, no cache"
+    )
+    print(
+        f"{'concurrency':>11} {'calls':>6} {'wall s':>8} {'ideal s':>8} {'calls/s':>8} "
+        f"{'of ideal':>9}"
+    )
+    try:
+        for concurrency in (1, 8, 32):
+            backend = OpenAIBackend(url, "stub", api_key="x")
+            client = LLMClient(backend, cache=None, concurrency=concurrency)
+            scorer = StepScorer(tree, client, HashEmbedder(), Settings(concurrency=concurrency))
+            out = f"/tmp/dgprm-bench-{concurrency}.jsonl"
+            open(out, "w").close()
+            started = time.perf_counter()
+            asyncio.run(score_many(scorer, items, out, concurrency=concurrency))
+            wall = time.perf_counter() - started
+            calls = client.ledger.llm_calls
+            ideal = calls * delay / concurrency
+            print(
+                f"{concurrency:>11} {calls:>6} {wall:>8.2f} {ideal:>8.2f} {calls / wall:>8.1f} "
+                f"{100 * ideal / wall:>8.0f}%"
+            )
+    finally:
+        server.terminate()
+
+
+def matching_latency() -> None:
+    print("\nζ-matching latency, 384-d, 3 aspects per step")
+    print(f"{'children':>9} {'searched':>9} {'ms/step':>8}")
+    rng = np.random.default_rng(1)
+    for parents, per in ((100, 1000),):
+        ids = {f"p{p}": [f"c{p}_{k}" for k in range(per)] for p in range(parents)}
+        vecs = normalise_rows(rng.normal(size=(parents * per, 384)))
+        vectors = {c: vecs[i] for i, c in enumerate(c for cs in ids.values() for c in cs)}
+        index = ChildIndex(ids, vectors)
+        aspects = normalise_rows(rng.normal(size=(3, 384)))
+        for chosen in (list(ids)[:3], list(ids)):
+            index.match(aspects, chosen, 0.2)
+            runs = 50
+            started = time.perf_counter()
+            for _ in range(runs):
+                index.match(aspects, chosen, 0.2)
+            ms = (time.perf_counter() - started) / runs * 1000
+            print(f"{parents * per:>9} {len(chosen) * per:>9} {ms:>8.2f}")
+
+
+def embedded_share() -> None:
+    from dgprm.embed import make_embedder
+    from dgprm.llm import make_backend
+    from dgprm.tree.cluster import Features, assign_clusters  # noqa: F401 (warm imports)
+
+    embedder = make_embedder("minilm")
+    texts = [
+        "Arithmetic operations are computed correctly.",
+        "Each equation follows from the previous step.",
+        "Units are converted consistently.",
+    ]
+    vectors = embedder.encode(texts)
+    nodes = [
+        Node("p1", "parent", "Calculations are correct", children=["c1", "c2"]),
+        Node("p2", "parent", "Units are right", children=["c3"]),
+    ]
+    criteria = [
+        Criterion(f"x/{i}", "x", "t", t, True, child=f"c{i + 1}") for i, t in enumerate(texts)
+    ]
+    nodes += [
+        Node(
+            f"c{i + 1}",
+            "child",
+            t,
+            parent="p1" if i < 2 else "p2",
+            members=[f"x/{i}"],
+            sources=["x"],
+        )
+        for i, t in enumerate(texts)
+    ]
+    rows = np.concatenate([np.stack([vectors[:2].mean(0), vectors[2]]), vectors, vectors])
+    tree = RewardTree(nodes, criteria, rows, {"embedder": embedder.model_id})
+    client = LLMClient(make_backend("embedded"), cache=None, concurrency=1)
+    scorer = StepScorer(tree, client, embedder, Settings(concurrency=1))
+    items = [
+        Trajectory(
+            id="e1", question="What is 12 + 30?", steps=["12 + 30 = 42.", "So the answer is 42."]
+        )
+    ]
+    open("/tmp/dgprm-bench-embedded.jsonl", "w").close()
+    started = time.perf_counter()
+    asyncio.run(score_many(scorer, items, "/tmp/dgprm-bench-embedded.jsonl", concurrency=1))
+    wall = time.perf_counter() - started
+    inside = client.ledger.llm_seconds
+    print(
+        f"\nembedded model, 1 trajectory × 2 steps, concurrency 1: wall {wall:.1f} s, "
+        f"in LLM calls {inside:.1f} s, outside {100 * (wall - inside) / wall:.0f}% "
+        "(includes model load)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--delay", type=float, default=0.05)
+    parser.add_argument("--trajectories", type=int, default=96)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--embedded", action="store_true", help="also time the embedded model")
+    args = parser.parse_args()
+    throughput(args.delay, args.trajectories, args.steps)
+    matching_latency()
+    if args.embedded:
+        embedded_share()
+
+
+if __name__ == "__main__":
+    main()
