@@ -66,7 +66,7 @@ async def score_many(
     started = time.perf_counter()
     progress = progress or NoProgress()
     report = ScoreReport()
-    ledger_before = Ledger(**scorer.client.ledger.to_dict())
+    ledger_before = scorer.client.ledger.copy()
     limit = asyncio.Semaphore(concurrency)
     with ResumableJsonl(out) as sink:
         todo = [t for t in trajectories if t.id not in sink.done]
@@ -84,9 +84,6 @@ async def score_many(
             progress.advance("score")
 
         await asyncio.gather(*(one(t) for t in todo))
-    led = Ledger(**scorer.client.ledger.to_dict())
-    for key, value in ledger_before.to_dict().items():
-        setattr(led, key, getattr(led, key) - value)
-    report.ledger = led
+    report.ledger = scorer.client.ledger.since(ledger_before)
     report.wall_seconds = time.perf_counter() - started
     return report

@@ -45,6 +45,21 @@ class ChatRequest:
             separators=(",", ":"),
         )
 
+    def openai_body(self) -> dict[str, Any]:
+        """The request as an OpenAI ``/chat/completions`` body (without ``model``)."""
+        body: dict[str, Any] = {
+            "messages": list(self.messages),
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "seed": self.seed,
+        }
+        if self.schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": self.schema},
+            }
+        return body
+
     def cache_key(self, model_id: str) -> str:
         return hashlib.sha256(self.canonical(model_id).encode("utf-8")).hexdigest()
 

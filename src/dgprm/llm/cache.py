@@ -25,6 +25,13 @@ class Ledger:
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
+    def copy(self) -> Ledger:
+        return Ledger(**asdict(self))
+
+    def since(self, before: Ledger) -> Ledger:
+        """What was counted after ``before`` (a snapshot taken with :meth:`copy`)."""
+        return Ledger(**{k: v - getattr(before, k) for k, v in asdict(self).items()})
+
     def add(self, other: Ledger) -> None:
         for key, value in asdict(other).items():
             setattr(self, key, getattr(self, key) + value)

@@ -74,17 +74,7 @@ class EmbeddedBackend:
         return self._server
 
     def _complete_sync(self, request: ChatRequest) -> Completion:
-        body: dict[str, Any] = {
-            "messages": list(request.messages),
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "seed": request.seed,
-        }
-        if request.schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": request.schema},
-            }
+        body = request.openai_body()
         with self._lock:
             answer = self._load().handle_chat_completions(body)
         if not isinstance(answer, dict) or "choices" not in answer:

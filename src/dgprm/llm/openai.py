@@ -7,7 +7,6 @@ this boundary instead of patching internals.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import httpx
 
@@ -79,18 +78,7 @@ class OpenAIBackend:
         )
 
     async def complete(self, request: ChatRequest) -> Completion:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": list(request.messages),
-            "temperature": request.temperature,
-            "max_tokens": request.max_tokens,
-            "seed": request.seed,
-        }
-        if request.schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": request.schema},
-            }
+        body = {"model": self.model, **request.openai_body()}
         try:
             response = await self._http.post("/chat/completions", json=body)
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:

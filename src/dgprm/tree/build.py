@@ -148,7 +148,7 @@ async def extend_tree(
     """
     started = time.perf_counter()
     progress = progress or NoProgress()
-    ledger_before = Ledger(**client.ledger.to_dict())
+    ledger_before = client.ledger.copy()
     tree = tree or empty_tree(embedder, settings, client.model_id)
     if tree.embedder != embedder.model_id:
         raise InputError(
@@ -310,9 +310,7 @@ async def extend_tree(
         if node.level == "parent":
             node_rows[i] = np.mean([child_dir[c] for c in node.children], axis=0)
 
-    run_ledger = Ledger(**client.ledger.to_dict())
-    for key, before in ledger_before.to_dict().items():
-        setattr(run_ledger, key, getattr(run_ledger, key) - before)
+    run_ledger = client.ledger.since(ledger_before)
     report.ledger = run_ledger
     report.children, report.parents = len(children), len(parents)
     report.wall_seconds = time.perf_counter() - started
