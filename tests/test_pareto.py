@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from dgprm.pareto import dominates, nondominated_layers, pareto_front, preference_pairs
+
+small_ints = st.integers(min_value=0, max_value=3)  # few values: many ties and duplicates
+matrices = st.integers(1, 30).flatmap(
+    lambda n: st.integers(1, 4).flatmap(
+        lambda k: arrays(np.float64, (n, k), elements=small_ints.map(float))
+    )
+)
+
+
+def naive_front(values):
+    return np.array(
+        [
+            not any(dominates(values[j], values[i]) for j in range(len(values)))
+            for i in range(len(values))
+        ]
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(matrices)
+def test_front_matches_definition(values):
+    mask = pareto_front(values)
+    assert np.array_equal(mask, naive_front(values))
+    members, others = values[mask], values[~mask]
+    assert not any(dominates(a, b) for a in members for b in members)
+    assert all(any(dominates(a, b) for a in members) for b in others)
+
+
+@settings(max_examples=100, deadline=None)
+@given(matrices, st.randoms())
+def test_front_is_invariant_to_row_order(values, rnd):
+    perm = list(range(len(values)))
+    rnd.shuffle(perm)
+    assert np.array_equal(pareto_front(values)[perm], pareto_front(values[perm]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(matrices)
+def test_pairs_satisfy_dominance(values):
+    mask = pareto_front(values)
+    for chosen, rejected, margin in preference_pairs(values):
+        assert mask[chosen] and not mask[rejected]
+        assert dominates(values[chosen], values[rejected])
+        assert margin == pytest.approx((values[chosen] - values[rejected]).mean())
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.integers(1, 6).flatmap(
+        lambda m: arrays(np.float64, (m, 5, 3), elements=small_ints.map(float))
+    )
+)
+def test_batched_front_equals_per_prefix_front(values):
+    batched = pareto_front(values)
+    assert batched.shape == values.shape[:2]
+    for p in range(len(values)):
+        assert np.array_equal(batched[p], naive_front(values[p]))
+
+
+def test_duplicates_do_not_dominate_each_other_and_give_no_pair():
+    values = np.array([[1.0, 1.0], [1.0, 1.0]])
+    assert pareto_front(values).tolist() == [True, True]
+    assert preference_pairs(values) == []
+
+
+def test_large_sets_match_a_naive_reference():
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 20, size=(3000, 3)).astype(float)
+    dominated = np.zeros(len(values), dtype=bool)
+    for start in range(0, len(values), 500):
+        block = values[start : start + 500]
+        dominated[start : start + 500] = dominates(values[:, None, :], block[None]).any(axis=0)
+    assert np.array_equal(pareto_front(values), ~dominated)
+
+
+def test_layers_peel_fronts():
+    values = np.array([[3, 3], [2, 2], [1, 1], [3, 0], [2, 2]], dtype=float)
+    assert nondominated_layers(values).tolist() == [0, 1, 2, 1, 1]  # [3,3] dominates [3,0]
+
+
+@pytest.mark.parametrize("bad", [[[np.nan, 1.0]], [[np.inf, 0.0]], [1.0, 2.0]])
+def test_bad_values_are_refused(bad):
+    with pytest.raises(ValueError):
+        pareto_front(bad)
