@@ -212,7 +212,6 @@ def matching_latency() -> None:
 def embedded_share() -> None:
     from dgprm.embed import make_embedder
     from dgprm.llm import make_backend
-    from dgprm.tree.cluster import Features, assign_clusters  # noqa: F401 (warm imports)
 
     embedder = make_embedder("minilm")
     texts = [

@@ -53,6 +53,13 @@ CacheOpt = Annotated[
 ]
 LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N input records.")]
 MaxCharsOpt = Annotated[int | None, typer.Option(help="Longest accepted input text.")]
+PrmbenchSourceArg = Annotated[
+    Path, typer.Argument(help="A PRMBench .jsonl file or its data/ directory.")
+]
+FoldOpt = Annotated[
+    int | None, typer.Option(help="Keep only questions hashing into this fold (0-based).")
+]
+FoldsOpt = Annotated[int, typer.Option(help="Number of folds.")]
 TruncateOpt = Annotated[
     bool,
     typer.Option(
@@ -277,12 +284,10 @@ def tree_show(
 
 @data_app.command("prmbench-pairs")
 def data_prmbench_pairs(
-    source: Annotated[Path, typer.Argument(help="A PRMBench .jsonl file or its data/ directory.")],
+    source: PrmbenchSourceArg,
     out: Annotated[Path, typer.Option("-o", "--out", help="Output pairs JSONL.")],
-    fold: Annotated[
-        int | None, typer.Option(help="Keep only questions hashing into this fold (0-based).")
-    ] = None,
-    folds: Annotated[int, typer.Option(help="Number of folds.")] = 2,
+    fold: FoldOpt = None,
+    folds: FoldsOpt = 2,
     limit: LimitOpt = None,
 ) -> None:
     """PRMBench records → preference pairs (original_process = chosen,
@@ -290,8 +295,6 @@ def data_prmbench_pairs(
     from dgprm.data import prmbench_pairs
     from dgprm.records import write_jsonl
 
-    if fold is not None and not 0 <= fold < folds:
-        raise InputError(f"--fold {fold} is outside 0..{folds - 1}")
     count = write_jsonl(out, prmbench_pairs(source, fold=fold, folds=folds, limit=limit))
     console.print(f"wrote {count} pairs to {out}")
 
@@ -396,10 +399,10 @@ def score(
 
 @data_app.command("prmbench-trajectories")
 def data_prmbench_trajectories(
-    source: Annotated[Path, typer.Argument(help="A PRMBench .jsonl file or its data/ directory.")],
+    source: PrmbenchSourceArg,
     out: Annotated[Path, typer.Option("-o", "--out", help="Output trajectories JSONL.")],
-    fold: Annotated[int | None, typer.Option(help="Keep only this question fold.")] = None,
-    folds: Annotated[int, typer.Option(help="Number of folds.")] = 2,
+    fold: FoldOpt = None,
+    folds: FoldsOpt = 2,
     limit: LimitOpt = None,
 ) -> None:
     """PRMBench records → trajectories (modified_question, modified_process); id =
@@ -421,7 +424,7 @@ def data_processbench_trajectories(
     from dgprm.data import processbench_items
     from dgprm.records import write_jsonl
 
-    items = processbench_items(source)[:limit] if limit else processbench_items(source)
+    items = processbench_items(source)[:limit]
     count = write_jsonl(
         out, ({"id": i["id"], "question": i["problem"], "steps": i["steps"]} for i in items)
     )
@@ -434,10 +437,7 @@ def main() -> None:
 
     try:
         app(standalone_mode=False)
-    except (InputError, TreeError) as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except FileNotFoundError as exc:
+    except (InputError, TreeError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):

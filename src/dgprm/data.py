@@ -10,6 +10,7 @@ question — PRMBench has up to nine per question — lands in the same fold and
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,27 @@ def prmbench_question(record: dict[str, Any]) -> str:
     )
 
 
+def prmbench_items(
+    path: str | Path, *, fold: int | None = None, folds: int = 2
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(item_id, record)`` for each PRMBench record, id ``<classification>_<idx>``.
+
+    The first occurrence of a duplicate id is kept (as the official evaluator
+    does). ``fold`` keeps only records whose original question hashes into it.
+    """
+    if fold is not None and not 0 <= fold < folds:
+        raise InputError(f"fold {fold} is outside 0..{folds - 1}")
+    seen: set[str] = set()
+    for record in iter_prmbench(path):
+        fold_key = str(record.get("original_question") or prmbench_question(record))
+        if fold is not None and question_fold(fold_key, folds) != fold:
+            continue
+        item_id = f"{record['classification']}_{record['idx']}"
+        if item_id not in seen:
+            seen.add(item_id)
+            yield item_id, record
+
+
 def prmbench_pairs(
     path: str | Path, *, fold: int | None = None, folds: int = 2, limit: int | None = None
 ) -> list[dict[str, Any]]:
@@ -75,30 +97,18 @@ def prmbench_pairs(
     identical give no pair. ``fold`` keeps only records whose question hashes
     into that fold.
     """
-    pairs: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for record in iter_prmbench(path):
-        question = str(record.get("original_question") or prmbench_question(record))
-        if fold is not None and question_fold(question, folds) != fold:
-            continue
-        if not record["error_steps"] or record["original_process"] == record["modified_process"]:
-            continue
-        pair_id = f"{record['classification']}_{record['idx']}"
-        if pair_id in seen:
-            continue
-        seen.add(pair_id)
-        pairs.append(
-            {
-                "id": pair_id,
-                "question": question,
-                "chosen": record["original_process"],
-                "rejected": record["modified_process"],
-                "domain": "math",
-            }
-        )
-        if limit is not None and len(pairs) >= limit:
-            break
-    return pairs
+    pairs = (
+        {
+            "id": item_id,
+            "question": str(record.get("original_question") or prmbench_question(record)),
+            "chosen": record["original_process"],
+            "rejected": record["modified_process"],
+            "domain": "math",
+        }
+        for item_id, record in prmbench_items(path, fold=fold, folds=folds)
+        if record["error_steps"] and record["original_process"] != record["modified_process"]
+    )
+    return list(itertools.islice(pairs, limit))
 
 
 def prmbench_trajectories(
@@ -106,21 +116,11 @@ def prmbench_trajectories(
 ) -> list[dict[str, Any]]:
     """Trajectories to score from PRMBench records: ``modified_question`` and
     ``modified_process``, id ``<classification>_<idx>`` (first occurrence kept)."""
-    rows: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for record in iter_prmbench(path):
-        question = prmbench_question(record)
-        fold_key = str(record.get("original_question") or question)
-        if fold is not None and question_fold(fold_key, folds) != fold:
-            continue
-        item_id = f"{record['classification']}_{record['idx']}"
-        if item_id in seen:
-            continue
-        seen.add(item_id)
-        rows.append({"id": item_id, "question": question, "steps": record["modified_process"]})
-        if limit is not None and len(rows) >= limit:
-            break
-    return rows
+    rows = (
+        {"id": item_id, "question": prmbench_question(record), "steps": record["modified_process"]}
+        for item_id, record in prmbench_items(path, fold=fold, folds=folds)
+    )
+    return list(itertools.islice(rows, limit))
 
 
 def processbench_items(path: str | Path) -> list[dict[str, Any]]:

@@ -107,16 +107,17 @@ class OpenAIEmbedder:
         batch_size: int = 128,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        from dgprm.llm.openai import api_key_from_env
+        from dgprm.llm.openai import auth_headers
 
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.model_id = f"openai:{self.base_url}#{model}"
         self.batch_size = batch_size
-        key = api_key if api_key is not None else api_key_from_env()
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=120.0, transport=transport
+            base_url=self.base_url,
+            headers=auth_headers(api_key),
+            timeout=120.0,
+            transport=transport,
         )
 
     def encode(self, texts: list[str]) -> np.ndarray:

@@ -110,8 +110,8 @@ def preference_pairs(vectors: np.ndarray | list) -> list[tuple[int, int, float]]
     candidates give no pair.
     """
     values = _checked(vectors, (2,))
-    front = np.flatnonzero(_front_single(values))
-    rest = np.flatnonzero(~_front_single(values))
+    mask = _front_single(values)
+    front, rest = np.flatnonzero(mask), np.flatnonzero(~mask)
     pairs: list[tuple[int, int, float]] = []
     for i in front:
         for j in rest[dominates(values[i][None, :], values[rest])]:

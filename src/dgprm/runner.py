@@ -24,23 +24,15 @@ class ScoreReport:
     ledger: Ledger = field(default_factory=Ledger)
 
     def rows(self) -> list[tuple[str, str]]:
-        led, steps = self.ledger, max(self.steps, 1)
         return [
             ("trajectories", f"{self.trajectories} (+{self.skipped} already in output)"),
             ("steps", f"{self.steps} ({self.failed_steps} with errors)"),
-            (
-                "LLM calls",
-                f"{led.llm_calls} ({(led.llm_calls + led.cache_hits) / steps:.2f} requests/step)",
-            ),
-            ("cache hits", str(led.cache_hits)),
-            (
-                "tokens",
-                f"{led.prompt_tokens} prompt + {led.completion_tokens} completion "
-                f"({(led.prompt_tokens + led.completion_tokens) / steps:.0f}/step)",
-            ),
-            ("errors", str(led.errors)),
+            *self.ledger.summary_rows(self.steps, "step"),
             ("wall time", f"{self.wall_seconds:.1f} s"),
-            ("time in LLM calls", f"{led.llm_seconds:.1f} s (summed over concurrent calls)"),
+            (
+                "time in LLM calls",
+                f"{self.ledger.llm_seconds:.1f} s (summed over concurrent calls)",
+            ),
         ]
 
 

@@ -25,6 +25,22 @@ class Ledger:
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
+    def summary_rows(self, units: int, unit: str) -> list[tuple[str, str]]:
+        """Closing-summary rows: calls, cache hits, tokens (each also per ``unit``), errors."""
+        per = max(units, 1)
+        requests = (self.llm_calls + self.cache_hits) / per
+        tokens = (self.prompt_tokens + self.completion_tokens) / per
+        return [
+            ("LLM calls", f"{self.llm_calls} ({requests:.2f} requests/{unit})"),
+            ("cache hits", str(self.cache_hits)),
+            (
+                "tokens",
+                f"{self.prompt_tokens} prompt + {self.completion_tokens} completion "
+                f"({tokens:.0f}/{unit})",
+            ),
+            ("errors", str(self.errors)),
+        ]
+
     def copy(self) -> Ledger:
         return Ledger(**asdict(self))
 

@@ -24,6 +24,12 @@ def api_key_from_env() -> str | None:
     return None
 
 
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """``Authorization`` header from ``api_key``, or from the environment when it is None."""
+    key = api_key if api_key is not None else api_key_from_env()
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 def retry_after_seconds(response: httpx.Response) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds form), if any."""
     value = response.headers.get("retry-after")
@@ -67,11 +73,9 @@ class OpenAIBackend:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.model_id = f"openai:{self.base_url}#{model}"
-        key = api_key if api_key is not None else api_key_from_env()
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            headers=headers,
+            headers=auth_headers(api_key),
             timeout=timeout,
             transport=transport,
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=128),

@@ -47,8 +47,6 @@ class BuildReport:
     ledger: Ledger = field(default_factory=Ledger)
 
     def rows(self) -> list[tuple[str, str]]:
-        per_pair = max(self.pairs, 1)
-        led = self.ledger
         return [
             ("pairs", f"{self.pairs} (+{self.skipped_pairs} already in tree)"),
             ("raw criteria", str(self.raw_criteria)),
@@ -58,18 +56,7 @@ class BuildReport:
                 "parents",
                 f"{self.parents} ({self.new_parents} new, {self.summarized_parents} summarised)",
             ),
-            (
-                "LLM calls",
-                f"{led.llm_calls} ({(led.llm_calls + led.cache_hits) / per_pair:.2f} "
-                f"requests/pair)",
-            ),
-            ("cache hits", str(led.cache_hits)),
-            (
-                "tokens",
-                f"{led.prompt_tokens} prompt + {led.completion_tokens} completion "
-                f"({(led.prompt_tokens + led.completion_tokens) / per_pair:.0f}/pair)",
-            ),
-            ("errors", str(led.errors)),
+            *self.ledger.summary_rows(self.pairs, "pair"),
             ("wall time", f"{self.wall_seconds:.1f} s"),
         ]
 
@@ -121,7 +108,7 @@ async def _criteria_for(
     return criteria, failures
 
 
-def _next_id(prefix: str, nodes: list[Node], width: int) -> int:
+def _next_id(prefix: str, nodes: list[Node]) -> int:
     numbers = [
         int(n.id[len(prefix) :])
         for n in nodes
@@ -206,7 +193,7 @@ async def extend_tree(
             ).reshape(len(children), dim),
         )
         labels, child_features = assign_clusters(child_features, new_vectors, settings.xi)
-        next_child = _next_id("c", nodes, 4)
+        next_child = _next_id("c", nodes)
         new_child_nodes: list[Node] = []
         for criterion, label in zip(kept_new, labels, strict=True):
             if label < len(children):
@@ -227,19 +214,17 @@ async def extend_tree(
 
         # --- parents: children's directions clustered at parent_xi ----------------------
         directions = child_features.directions
+        child_row = {c.id: i for i, c in enumerate(children)}
         parent_features = Features(
             np.array([len(p.children) for p in parents], dtype=np.int64),
             np.array(
-                [
-                    directions[[children.index(by_id[c]) for c in p.children]].sum(axis=0)
-                    for p in parents
-                ],
+                [directions[[child_row[c] for c in p.children]].sum(axis=0) for p in parents],
                 dtype=np.float64,
             ).reshape(len(parents), dim),
         )
         new_dirs = directions[len(children) :]
         parent_labels, _ = assign_clusters(parent_features, new_dirs, settings.parent_xi)
-        next_parent = _next_id("p", nodes, 3)
+        next_parent = _next_id("p", nodes)
         new_parent_nodes: list[Node] = []
         for child, label in zip(new_child_nodes, parent_labels, strict=True):
             if label < len(parents):
@@ -280,6 +265,7 @@ async def extend_tree(
     # --- summarizer: one call per changed parent with ≥ 2 children ---------------------
     to_summarize = [p for p in parents if p.id in changed_parents]
     progress.start("summarize", len(to_summarize))
+    summary_failures: list[LLMFailure] = []
 
     async def summarize(parent: Node) -> None:
         child_texts = [by_id[c].text for c in parent.children]
@@ -290,6 +276,7 @@ async def extend_tree(
                 child_texts, client, parent_id=parent.id, seed=settings.seed
             )
             if isinstance(answer, LLMFailure):
+                summary_failures.append(answer)
                 parent.text = child_texts[0]
             else:
                 parent.text = f"{answer.title.strip()}: {answer.description.strip()}"
@@ -333,15 +320,7 @@ async def extend_tree(
             "wall_seconds": round(report.wall_seconds, 2),
         },
     ]
-    errors = (
-        tree.errors
-        + [f.to_dict() for f in failures]
-        + [
-            f.to_dict()
-            for f in client.failures
-            if f.stage == "summarizer" and f.context.get("parent_id") in changed_parents
-        ]
-    )
+    errors = tree.errors + [f.to_dict() for f in failures + summary_failures]
     vectors = np.concatenate([node_rows, crit_vectors]) if dim else tree.vectors
     new_tree = RewardTree(nodes, criteria, vectors.astype(np.float32), manifest, errors)
     new_tree.check()

@@ -91,17 +91,12 @@ class Features:
         return len(self.n)
 
 
-def _nearest(
-    queries: np.ndarray, directions: np.ndarray, chunk: int = 4096
-) -> tuple[np.ndarray, np.ndarray]:
-    """Index and cosine similarity of the nearest direction for each query row."""
+def _nearest(queries: np.ndarray, directions: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Index of the nearest direction (by cosine) for each query row, in bounded blocks."""
     best = np.empty(len(queries), dtype=np.int64)
-    sims = np.empty(len(queries), dtype=np.float64)
     for start in range(0, len(queries), chunk):
-        block = queries[start : start + chunk] @ directions.T
-        best[start : start + chunk] = block.argmax(axis=1)
-        sims[start : start + chunk] = block[np.arange(len(block)), best[start : start + chunk]]
-    return best, sims
+        best[start : start + chunk] = (queries[start : start + chunk] @ directions.T).argmax(1)
+    return best
 
 
 def absorb(existing: Features, vectors: np.ndarray, cosine_distance: float) -> np.ndarray:
@@ -114,7 +109,7 @@ def absorb(existing: Features, vectors: np.ndarray, cosine_distance: float) -> n
     if len(existing) == 0 or len(vectors) == 0:
         return assigned
     limit = birch_radius(cosine_distance) ** 2
-    nearest, _ = _nearest(np.asarray(vectors, dtype=np.float64), existing.directions)
+    nearest = _nearest(np.asarray(vectors, dtype=np.float64), existing.directions)
     for row, cluster in enumerate(nearest):
         n = existing.n[cluster] + 1
         ls = existing.ls[cluster] + vectors[row]
