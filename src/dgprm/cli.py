@@ -98,8 +98,17 @@ def settings_from(config: Path | None, **overrides: Any) -> Settings:
     return Settings.load(config, overrides)
 
 
-def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    return asyncio.run(factory())
+def run_with_progress(client: Any, job: Callable[[RichProgress], Coroutine[Any, Any, T]]) -> T:
+    """Run ``job`` under progress bars on a fresh event loop; always close the LLM client."""
+
+    async def go() -> T:
+        with progress_bar() as bar:
+            try:
+                return await job(RichProgress(bar))
+            finally:
+                await client.aclose()
+
+    return asyncio.run(go())
 
 
 def summary_table(title: str, rows: list[tuple[str, str]]) -> Table:
@@ -151,22 +160,18 @@ def _extend(
     embedder = make_embedder(settings.embedder)
     info = {"path": pairs_path.name, "sha256": file_sha256(pairs_path), "pairs": len(pairs)}
 
-    async def go() -> Any:
-        with progress_bar() as bar:
-            try:
-                return await extend_tree(
-                    tree,
-                    pairs,
-                    client=client,
-                    embedder=embedder,
-                    settings=settings,
-                    progress=RichProgress(bar),
-                    input_info=info,
-                )
-            finally:
-                await client.aclose()
-
-    new_tree, report = run_async(go)
+    new_tree, report = run_with_progress(
+        client,
+        lambda progress: extend_tree(
+            tree,
+            pairs,
+            client=client,
+            embedder=embedder,
+            settings=settings,
+            progress=progress,
+            input_info=info,
+        ),
+    )
     new_tree.save(out)
     console.print(summary_table(title, [*report.rows(), ("artifact", str(out))]))
     for failure in client.failures[:5]:
@@ -384,16 +389,12 @@ def score(
         merge_select_analyze=merge_r_phi,
     )
 
-    async def go() -> Any:
-        with progress_bar() as bar:
-            try:
-                return await score_many(
-                    scorer, items, out, concurrency=settings.concurrency, progress=RichProgress(bar)
-                )
-            finally:
-                await client.aclose()
-
-    report = run_async(go)
+    report = run_with_progress(
+        client,
+        lambda progress: score_many(
+            scorer, items, out, concurrency=settings.concurrency, progress=progress
+        ),
+    )
     console.print(summary_table(f"score ({mode})", [*report.rows(), ("output", str(out))]))
 
 
