@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -117,6 +118,19 @@ def _next_id(prefix: str, nodes: list[Node]) -> int:
     return max(numbers, default=0) + 1
 
 
+def _cluster_node(
+    label: int, existing: list[Node], created: list[Node], make: Callable[[int], Node]
+) -> Node:
+    """Node of cluster ``label``: ``existing[label]``, or a new one made by ``make(k)``
+    (``k`` = nodes created so far) for labels past the existing clusters."""
+    if label < len(existing):
+        return existing[label]
+    offset = label - len(existing)
+    while offset >= len(created):
+        created.append(make(len(created)))
+    return created[offset]
+
+
 async def extend_tree(
     tree: RewardTree | None,
     pairs: list[PreferencePair],
@@ -196,15 +210,12 @@ async def extend_tree(
         next_child = _next_id("c", nodes)
         new_child_nodes: list[Node] = []
         for criterion, label in zip(kept_new, labels, strict=True):
-            if label < len(children):
-                node = children[label]
-            else:
-                offset = int(label) - len(children)
-                while offset >= len(new_child_nodes):
-                    new_child_nodes.append(
-                        Node(id=f"c{next_child + len(new_child_nodes):04d}", level="child", text="")
-                    )
-                node = new_child_nodes[offset]
+            node = _cluster_node(
+                int(label),
+                children,
+                new_child_nodes,
+                lambda k: Node(id=f"c{next_child + k:04d}", level="child", text=""),
+            )
             node.members.append(criterion.id)
             if criterion.pair_id not in node.sources:
                 node.sources.append(criterion.pair_id)
@@ -227,19 +238,12 @@ async def extend_tree(
         next_parent = _next_id("p", nodes)
         new_parent_nodes: list[Node] = []
         for child, label in zip(new_child_nodes, parent_labels, strict=True):
-            if label < len(parents):
-                parent = parents[label]
-            else:
-                offset = int(label) - len(parents)
-                while offset >= len(new_parent_nodes):
-                    new_parent_nodes.append(
-                        Node(
-                            id=f"p{next_parent + len(new_parent_nodes):03d}",
-                            level="parent",
-                            text="",
-                        )
-                    )
-                parent = new_parent_nodes[offset]
+            parent = _cluster_node(
+                int(label),
+                parents,
+                new_parent_nodes,
+                lambda k: Node(id=f"p{next_parent + k:03d}", level="parent", text=""),
+            )
             parent.children.append(child.id)
             child.parent = parent.id
             changed_parents.add(parent.id)
