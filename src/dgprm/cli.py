@@ -120,6 +120,16 @@ def summary_table(title: str, rows: list[tuple[str, str]]) -> Table:
     return table
 
 
+def tree_settings(settings: Settings, tree: Path | None, explicit: object) -> Settings:
+    """Use the embedder the tree was built with unless one was given explicitly."""
+    from dgprm.tree import RewardTree
+
+    if tree is None or explicit:
+        return settings
+    spec = RewardTree.load(tree).manifest.get("embedder_spec", "minilm")
+    return settings.merged({"embedder": spec})
+
+
 def make_client(settings: Settings) -> Any:
     from dgprm.llm import LLMClient, ResponseCache, make_backend
 
@@ -377,8 +387,8 @@ def score(
     if mode != "no-tree" and tree is None:
         raise InputError("--tree is required (or use --no-tree for the plain critic ablation)")
     loaded = RewardTree.load(tree) if tree is not None and mode != "no-tree" else None
-    if loaded is not None and embedder is None and config is None:
-        settings = settings.merged({"embedder": loaded.manifest.get("embedder_spec", "minilm")})
+    if loaded is not None:
+        settings = tree_settings(settings, tree, embedder or config)
     client = make_client(settings)
     scorer = StepScorer(
         loaded,
@@ -430,6 +440,11 @@ def data_processbench_trajectories(
         out, ({"id": i["id"], "question": i["problem"], "steps": i["steps"]} for i in items)
     )
     console.print(f"wrote {count} trajectories to {out}")
+
+
+from dgprm.cli_bench import bench_app  # noqa: E402  (registers after the shared helpers)
+
+app.add_typer(bench_app, name="bench")
 
 
 def main() -> None:
