@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, SHARED, ScriptedBackend, user_text
 
 from dgprm.bench.methods import CriticJudge, Judgement
 from dgprm.bench.metrics import (
@@ -39,6 +38,7 @@ from dgprm.data import question_fold
 from dgprm.llm import LLMClient
 from dgprm.records import InputError
 from dgprm.tree.model import Node, RewardTree
+from tests.conftest import SAMPLES, SHARED, ScriptedBackend, user_text
 
 # ------------------------------------------------------------------ PRMBench metric ------
 

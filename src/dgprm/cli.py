@@ -442,6 +442,154 @@ def data_processbench_trajectories(
     console.print(f"wrote {count} trajectories to {out}")
 
 
+# ---------------------------------------------------------------- pairs / train --------
+
+
+def _read_candidates(path: Path) -> dict[str, list[str]]:
+    from dgprm.records import iter_json_lines
+
+    found: dict[str, list[str]] = {}
+    for number, row in iter_json_lines(path):
+        for key in ("id", "candidates"):
+            if key not in row:
+                raise InputError(f"{path}:{number}: field '{key}': missing")
+        texts = row["candidates"]
+        if not isinstance(texts, list) or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise InputError(f"{path}:{number}: field 'candidates': expected non-empty strings")
+        found[str(row["id"])] = texts
+    return found
+
+
+@app.command("pairs")
+def pairs(
+    prefixes: Annotated[Path, typer.Argument(help="Prefixes JSONL {id, question, steps}.")],
+    tree: Annotated[Path, typer.Option(help="Reward tree directory.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="DPO pairs JSONL (TRL format).")],
+    policy: Annotated[
+        str | None,
+        typer.Option(help="Policy LLM that samples candidate next steps (same specs as --llm)."),
+    ] = None,
+    candidates: Annotated[
+        Path | None,
+        typer.Option(help="Candidates JSONL {id, candidates: [step, ...]} instead of a policy."),
+    ] = None,
+    n: Annotated[int, typer.Option("--n", help="Candidates sampled per prefix.")] = 4,
+    temperature: Annotated[float, typer.Option(help="Policy sampling temperature.")] = 0.8,
+    seed: Annotated[int, typer.Option(help="Seed of the first candidate (+1 per candidate).")] = 0,
+    conversational: Annotated[
+        bool, typer.Option("--conversational", help="Write prompt/chosen/rejected as messages.")
+    ] = False,
+    merge_r_phi: Annotated[
+        bool, typer.Option("--merge-r-phi", help="One LLM call for R and Φ.")
+    ] = False,
+    config: ConfigOpt = None,
+    llm: LlmOpt = None,
+    embedder: EmbedderOpt = None,
+    limit: LimitOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    cache: CacheOpt = None,
+) -> None:
+    """Pareto preference pairs: score candidate next steps on a common criterion set and
+    pair each Pareto-optimal candidate with every candidate it dominates.
+
+    Scored prefixes are kept in OUT with the suffix .scored.jsonl, so an
+    interrupted run continues where it stopped.
+    """
+    from dgprm.embed import make_embedder
+    from dgprm.pairs import export_pairs, score_prefixes
+    from dgprm.records import Prefix, read_records
+    from dgprm.scoring import StepScorer
+    from dgprm.tree import RewardTree
+
+    if (policy is None) == (candidates is None):
+        raise InputError("give exactly one of --policy and --candidates")
+    if policy is not None and (temperature <= 0 or n < 2):
+        raise InputError("sampling candidates needs --temperature > 0 and --n ≥ 2")
+    settings = settings_from(
+        config, llm=llm, embedder=embedder, concurrency=concurrency, cache=cache
+    )
+    settings = tree_settings(settings, tree, embedder or config)
+    items = read_records(prefixes, Prefix, max_chars=settings.max_chars, on_long=settings.on_long)
+    items = items[:limit] if limit else items
+    given = _read_candidates(candidates) if candidates is not None else None
+    client = make_client(settings)
+    policy_client = make_client(settings.merged({"llm": policy})) if policy else None
+    scorer = StepScorer(
+        RewardTree.load(tree),
+        client,
+        make_embedder(settings.embedder),
+        settings,
+        merge_select_analyze=merge_r_phi,
+    )
+    scored_path = out.with_name(out.stem + ".scored.jsonl")
+
+    async def job(progress: RichProgress) -> Any:
+        try:
+            return await score_prefixes(
+                scorer,
+                items,
+                scored_path,
+                candidates=given,
+                policy=policy_client,
+                n=n,
+                temperature=temperature,
+                seed=seed,
+                concurrency=settings.concurrency,
+                progress=progress,
+            )
+        finally:
+            if policy_client is not None:
+                await policy_client.aclose()
+
+    report = run_with_progress(client, job)
+    export_pairs(scored_path, out, [p.id for p in items], report, conversational=conversational)
+    console.print(
+        summary_table("pairs", [*report.rows(), ("output", f"{out} ({scored_path.name})")])
+    )
+
+
+@app.command("train")
+def train(
+    pairs_file: Annotated[Path, typer.Argument(metavar="PAIRS", help="DPO pairs JSONL.")],
+    model: Annotated[
+        str, typer.Option(help="Policy: a model directory, a .gguf file, or 'embedded'.")
+    ],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output directory.")],
+    beta: Annotated[float, typer.Option(help="DPO β.")] = 0.1,
+    lora: Annotated[bool, typer.Option("--lora", help="Train a LoRA adapter (peft).")] = False,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
+    epochs: Annotated[float, typer.Option(help="Training epochs.")] = 1.0,
+    max_steps: Annotated[int, typer.Option(help="Stop after N steps (-1: epochs decide).")] = -1,
+    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 5e-6,
+    batch_size: Annotated[int, typer.Option(help="Pairs per device batch.")] = 4,
+    max_length: Annotated[int, typer.Option(help="Longest prompt + step in tokens.")] = 512,
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+) -> None:
+    """Step-wise DPO with TRL's DPOTrainer (CPU or CUDA, offline). Saves the model or
+    LoRA adapter, its tokenizer and training_log.json to OUT."""
+    from dgprm.train import TrainOptions, read_dpo_rows, train_dpo
+
+    read_dpo_rows(pairs_file)  # fail on bad input before loading a model
+    options = TrainOptions(
+        beta=beta,
+        lora=lora,
+        lora_rank=lora_rank,
+        epochs=epochs,
+        max_steps=max_steps,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        max_length=max_length,
+        seed=seed,
+    )
+    summary = train_dpo(pairs_file, model, out, options)
+    rows = [
+        (k, f"{v:.4f}" if isinstance(v, float) else str(v))
+        for k, v in summary.items()
+        if k != "options"
+    ]
+    console.print(summary_table("train", [*rows, ("output", str(out))]))
+
+
 from dgprm.cli_bench import bench_app  # noqa: E402  (registers after the shared helpers)
 
 app.add_typer(bench_app, name="bench")

