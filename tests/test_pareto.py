@@ -89,3 +89,9 @@ def test_layers_peel_fronts():
 def test_bad_values_are_refused(bad):
     with pytest.raises(ValueError):
         pareto_front(bad)
+
+
+def test_dominator_with_an_equal_rounded_sum_is_found():
+    # both rows sum to 1e16 in floating point, yet the first dominates the second
+    values = np.array([[1e16, 0.0, 0.0], [1e16, 1.0, 0.0], [0.0, 0.0, 2e16]])
+    assert pareto_front(values).tolist() == [False, True, True]

@@ -35,38 +35,81 @@ def dominates(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a >= b).all(axis=-1) & (a > b).any(axis=-1)
 
 
+def _weakly_better(values: np.ndarray) -> np.ndarray:
+    """``ge[..., i, j]``: row ``i`` is ≥ row ``j`` on every criterion (one pass per criterion)."""
+    ge = np.ones((*values.shape[:-1], values.shape[-2]), dtype=bool)
+    for c in range(values.shape[-1]):
+        column = values[..., c]
+        ge &= column[..., :, None] >= column[..., None, :]
+    return ge
+
+
 def _front_batched(values: np.ndarray) -> np.ndarray:
-    m, n, k = values.shape
+    m, n, _ = values.shape
     mask = np.empty((m, n), dtype=bool)
-    step = max(1, _CELLS // max(1, n * n * k))
+    step = max(1, _CELLS // max(1, n * n))
     for start in range(0, m, step):
-        block = values[start : start + step]
-        # dominated[p, i, j]: candidate i dominates candidate j within prefix p
-        dominated = dominates(block[:, :, None, :], block[:, None, :, :])
-        mask[start : start + step] = ~dominated.any(axis=1)
+        ge = _weakly_better(values[start : start + step])
+        # i dominates j when i ≥ j everywhere and not j ≥ i everywhere
+        mask[start : start + step] = ~(ge & ~ge.transpose(0, 2, 1)).any(axis=1)
     return mask
 
 
+def _dominated_by_any(pivots: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Mask over ``rows``: dominated by at least one pivot (bounded memory)."""
+    hit = np.zeros(len(rows), dtype=bool)
+    step = max(1, _CELLS // max(1, len(pivots)))
+    for start in range(0, len(rows), step):
+        block = rows[start : start + step]
+        ge = np.ones((len(pivots), len(block)), dtype=bool)  # pivot ≥ row everywhere
+        le = np.ones_like(ge)  # pivot ≤ row everywhere
+        for c in range(rows.shape[1]):
+            p, r = pivots[:, c, None], block[None, :, c]
+            ge &= p >= r
+            le &= p <= r
+        hit[start : start + step] = (ge & ~le).any(axis=0)
+    return hit
+
+
+def _pivot_front(rows: np.ndarray) -> np.ndarray:
+    """Mask of the rows not dominated by another row of ``rows`` (a small block)."""
+    return ~_dominated_by_any(rows, rows) if len(rows) > 1 else np.ones(len(rows), dtype=bool)
+
+
 def _front_single(values: np.ndarray) -> np.ndarray:
-    n, k = values.shape
-    # A dominator has a strictly larger sum, so visiting rows by decreasing sum means a row can
-    # only be dominated by rows already visited; by transitivity, checking the front suffices.
-    order = np.lexsort((*values.T[::-1], -values.sum(axis=1)))
-    sorted_values = values[order]
-    on_front = np.zeros(n, dtype=bool)
-    front = np.empty((0, k))
-    chunk = 512
-    for start in range(0, n, chunk):
-        block = sorted_values[start : start + chunk]
-        alive = np.ones(len(block), dtype=bool)
-        rows = max(1, _CELLS // max(1, len(block) * k))
-        for f in range(0, len(front), rows):
-            hit = dominates(front[f : f + rows, None, :], block[None, :, :]).any(axis=0)
-            alive &= ~hit
-        inner = dominates(block[:, None, :], block[None, :, :]).any(axis=0)
-        alive &= ~inner
-        on_front[order[start : start + chunk][alive]] = True
-        front = np.concatenate([front, block[alive]])
+    # Rounding is monotonic, so a dominator's sum is never smaller than the row it
+    # dominates. The front of the rows with the largest remaining sum is therefore part
+    # of the final front, and every row it dominates can be dropped. Phase 1 repeats
+    # that while each round prunes most rows (small fronts); phase 2 sorts what is left.
+    on_front = np.zeros(len(values), dtype=bool)
+    rest, positions, sums = values, np.arange(len(values)), values.sum(axis=1)
+    while len(rest):
+        lead = np.flatnonzero(sums == sums.max())
+        pivots = _pivot_front(rest[lead])
+        on_front[positions[lead[pivots]]] = True
+        keep = ~_dominated_by_any(rest[lead[pivots]], rest)
+        keep[lead] = False
+        rest, positions, sums = rest[keep], positions[keep], sums[keep]
+        if keep.sum() * 2 > len(keep):
+            break
+    on_front[positions[_front_sorted(rest, sums)]] = True
+    return on_front
+
+
+def _front_sorted(values: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """Front by decreasing sum in leading blocks; rows of equal sum share a block, and
+    blocks double while they prune little."""
+    order = np.argsort(-sums, kind="stable")
+    rest, keys, positions = values[order], -sums[order], order
+    on_front = np.zeros(len(values), dtype=bool)
+    block = 1
+    while len(rest):
+        end = int(np.searchsorted(keys, keys[min(block, len(keys)) - 1], side="right"))
+        pivots = _pivot_front(rest[:end])
+        on_front[positions[:end][pivots]] = True
+        keep = ~_dominated_by_any(rest[:end][pivots], rest[end:])
+        rest, keys, positions = rest[end:][keep], keys[end:][keep], positions[end:][keep]
+        block = min(2 * block, 256) if keep.sum() * 2 > len(keep) else max(1, block // 2)
     return on_front
 
 
