@@ -56,6 +56,10 @@ def main() -> None:
         for item in picks:
             handle.write(json.dumps({"id": item["id"], "question": item["problem"],
                                      "steps": item["steps"]}, ensure_ascii=False) + "\n")
+    with (OUT / "prefixes.jsonl").open("w", encoding="utf-8") as handle:
+        for item in picks:  # the first step of each solution; candidates continue from step 2
+            handle.write(json.dumps({"id": f"{item['id']}/1", "question": item["problem"],
+                                     "steps": item["steps"][:1]}, ensure_ascii=False) + "\n")
     print(f"{len(records)} PRMBench records, {len(chosen)} pairs, {len(picks)} ProcessBench items")
 
 

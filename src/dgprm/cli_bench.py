@@ -275,7 +275,10 @@ def bench_prmbench(
     )
     record_invocation(out, run, report)
     console.print(summary_table(f"bench prmbench ({method})", report.rows()))
-    label = f"dgprm-{method} ({client.model_id})"
+    model = (
+        client.model_id.split(":")[1] if client.model_id.startswith("gguf:") else client.model_id
+    )
+    label = f"dgprm-{method} ({model.removesuffix('.gguf')})"
     _finish_prmbench(out, out / PREDICTIONS, metric_items(selected), source, label)
 
 

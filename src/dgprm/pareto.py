@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 _CELLS = 1 << 24  # bound on the boolean cells of any one comparison block
+_BATCH_CELLS = 1 << 16  # per block of prefixes: small enough to stay in cache
 
 
 def _checked(vectors: np.ndarray | list, dims: tuple[int, ...]) -> np.ndarray:
@@ -35,21 +36,19 @@ def dominates(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a >= b).all(axis=-1) & (a > b).any(axis=-1)
 
 
-def _weakly_better(values: np.ndarray) -> np.ndarray:
-    """``ge[..., i, j]``: row ``i`` is ≥ row ``j`` on every criterion (one pass per criterion)."""
-    ge = np.ones((*values.shape[:-1], values.shape[-2]), dtype=bool)
-    for c in range(values.shape[-1]):
-        column = values[..., c]
-        ge &= column[..., :, None] >= column[..., None, :]
-    return ge
-
-
 def _front_batched(values: np.ndarray) -> np.ndarray:
-    m, n, _ = values.shape
+    m, n, k = values.shape
     mask = np.empty((m, n), dtype=bool)
-    step = max(1, _CELLS // max(1, n * n))
+    step = max(1, _BATCH_CELLS // max(1, n * n))  # cache-sized blocks of prefixes
     for start in range(0, m, step):
-        ge = _weakly_better(values[start : start + step])
+        block = values[start : start + step]
+        # ge[p, i, j]: candidate i ≥ candidate j on every criterion, one pass per criterion
+        ge = np.ones((len(block), n, n), dtype=bool)
+        scratch = np.empty_like(ge)
+        for c in range(k):
+            column = block[..., c]
+            np.greater_equal(column[:, :, None], column[:, None, :], out=scratch)
+            ge &= scratch
         # i dominates j when i ≥ j everywhere and not j ≥ i everywhere
         mask[start : start + step] = ~(ge & ~ge.transpose(0, 2, 1)).any(axis=1)
     return mask
