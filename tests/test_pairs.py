@@ -34,7 +34,7 @@ def judge(request):
     if stage == "analyze":
         return json.dumps({"fine_grained": False, "aspects": []})
     if stage == "score":
-        scores = [{"id": i, "score": SCORES[step][i]} for i in offered_ids(request)]
+        scores = {i: SCORES[step][i] for i in offered_ids(request)}
         return json.dumps({"scores": scores})
     raise AssertionError(stage)
 

@@ -90,9 +90,7 @@ def judge(request, *, aspects=("arithmetic is computed correctly",), score=lambd
         return json.dumps({"fine_grained": True, "aspects": list(aspects)})
     if stage == "score":
         step = request.messages[-1]["content"].split("Step to evaluate:\n")[1].split("\n")[0]
-        return json.dumps(
-            {"scores": [{"id": i, "score": score(i, step)} for i in offered_ids(request)]}
-        )
+        return json.dumps({"scores": {i: score(i, step) for i in offered_ids(request)}})
     raise AssertionError(stage)
 
 
@@ -156,15 +154,21 @@ def test_ablations_change_the_calls_made(scripted_client, embedder):
     assert any("Step 1: first step" in r.messages[-1]["content"] for r in b5.requests)
 
 
-@pytest.mark.parametrize("bad", ["unknown", "missing", "duplicate"])
+@pytest.mark.parametrize("bad", ["unknown", "missing", "out of range"])
 def test_answers_naming_wrong_criteria_are_errors_not_default_scores(
     scripted_client, embedder, bad
 ):
     def answer(request):
         if request.template.startswith("score"):
             ids = offered_ids(request)
-            scores = {"unknown": ids + ["zz"], "missing": ids[:-1], "duplicate": ids + ids[:1]}[bad]
-            return json.dumps({"scores": [{"id": i, "score": 5} for i in scores]})
+            scores = {i: 5 for i in ids}
+            if bad == "unknown":
+                scores["zz"] = 5
+            elif bad == "missing":
+                scores.pop(ids[-1])
+            else:
+                scores[ids[0]] = 11
+            return json.dumps({"scores": scores})
         return judge(request)
 
     scorer, _ = make_scorer(scripted_client, embedder, answer, mode="static")

@@ -18,8 +18,13 @@ from dgprm.train import (  # noqa: E402
 )
 
 ROWS = [
-    {"prompt": f"What is {a}+{b}?\nStep 1:", "chosen": f" {a}+{b} = {a + b}.",
-     "rejected": f" {a}+{b} = {a + b + 1}.", "margin": 0.5, "prefix_id": f"q{a}"}
+    {
+        "prompt": f"What is {a}+{b}?\nStep 1:",
+        "chosen": f" {a}+{b} = {a + b}.",
+        "rejected": f" {a}+{b} = {a + b + 1}.",
+        "margin": 0.5,
+        "prefix_id": f"q{a}",
+    }
     for a, b in [(2, 3), (4, 1), (6, 2), (3, 3)]
 ]
 

@@ -94,13 +94,8 @@ class SelectAnalyzeAnswer(SelectAnswer, AnalyzeAnswer):
     pass
 
 
-class ScoreItem(BaseModel):
-    id: str
-    score: float
-
-
 class ScoreAnswer(BaseModel):
-    scores: list[ScoreItem]
+    scores: dict[str, float]
 
 
 def context_window(steps: list[str], t: int, mu: int) -> list[str]:
@@ -335,16 +330,14 @@ class StepScorer:
                 "required": ["scores"],
                 "properties": {
                     "scores": {
-                        "type": "array",
-                        "minItems": len(criteria),
-                        "maxItems": len(criteria),
-                        "items": {
-                            "type": "object",
-                            "required": ["id", "score"],
-                            "properties": {
-                                "id": {"type": "string", "enum": criteria},
-                                "score": {"type": "integer", "minimum": 0, "maximum": SCORE_MAX},
-                            },
+                        # one required key per criterion: constrained decoding can neither
+                        # repeat nor skip a criterion
+                        "type": "object",
+                        "required": list(criteria),
+                        "additionalProperties": False,
+                        "properties": {
+                            c: {"type": "integer", "minimum": 0, "maximum": SCORE_MAX}
+                            for c in criteria
                         },
                     }
                 },
@@ -360,29 +353,28 @@ class StepScorer:
         answer = await self.client.ask(request, ScoreAnswer, stage="score", step=t)
         if isinstance(answer, LLMFailure):
             return answer
-        given = [item.id for item in answer.scores]
-        if sorted(given) != sorted(criteria) or len(set(given)) != len(given):
-            extra = sorted(set(given) - set(criteria))
-            missing = sorted(set(criteria) - set(given))
+        given = set(answer.scores)
+        if given != set(criteria):
+            extra = sorted(given - set(criteria))
+            missing = sorted(set(criteria) - given)
             return self.client.fail(
                 LLMFailure(
                     "score",
                     f"scores do not match the criteria offered (unknown {extra}, "
-                    f"missing {missing}, {len(given)} given for {len(criteria)})",
+                    f"missing {missing})",
                     None,
                     {"step": t},
                 )
             )
-        out_of_range = [i.score for i in answer.scores if not 0 <= i.score <= SCORE_MAX]
+        out_of_range = [v for v in answer.scores.values() if not 0 <= v <= SCORE_MAX]
         if out_of_range:
             return self.client.fail(
                 LLMFailure(
                     "score", f"scores outside 0..{SCORE_MAX}: {out_of_range}", None, {"step": t}
                 )
             )
-        by_id = {item.id: item.score for item in answer.scores}
         return [
-            CriterionScore(c, self.parent_of.get(c), round(by_id[c] / SCORE_MAX, 6))
+            CriterionScore(c, self.parent_of.get(c), round(answer.scores[c] / SCORE_MAX, 6))
             for c in criteria
         ]
 
