@@ -150,6 +150,35 @@ def _finish_prmbench(
     )
 
 
+def _judge_into(
+    out: Path,
+    run: dict[str, Any],
+    tasks: list[Any],
+    key: str,
+    to_record: Any,
+    client: Any,
+    settings: Settings,
+    title: str,
+) -> None:
+    """Judge the tasks not yet in OUT/predictions.jsonl, log usage in run.json, print a summary."""
+    from dgprm.bench.runner import PREDICTIONS, judge_all, record_invocation
+
+    report = run_with_progress(
+        client,
+        lambda progress: judge_all(
+            tasks,
+            out / PREDICTIONS,
+            key=key,
+            to_record=to_record,
+            client=client,
+            concurrency=settings.concurrency,
+            progress=progress,
+        ),
+    )
+    record_invocation(out, run, report)
+    console.print(summary_table(title, report.rows()))
+
+
 @bench_app.command("prmbench")
 def bench_prmbench(
     out: RunDirOpt,
@@ -200,7 +229,7 @@ def bench_prmbench(
         resolve_source,
         select_records,
     )
-    from dgprm.bench.runner import PREDICTIONS, Task, judge_all, record_invocation, start_run
+    from dgprm.bench.runner import PREDICTIONS, Task, start_run
     from dgprm.data import prmbench_question, question_fold
     from dgprm.tree.model import file_sha256
 
@@ -261,20 +290,16 @@ def bench_prmbench(
         Task(item_id, prmbench_question(r), r["modified_process"], judges[which.get(item_id, 0)])
         for item_id, r in selected
     ]
-    report = run_with_progress(
+    _judge_into(
+        out,
+        run,
+        tasks,
+        "idx",
+        lambda task, j: prediction_record(task.id, j),
         client,
-        lambda progress: judge_all(
-            tasks,
-            out / PREDICTIONS,
-            key="idx",
-            to_record=lambda task, judgement: prediction_record(task.id, judgement),
-            client=client,
-            concurrency=settings.concurrency,
-            progress=progress,
-        ),
+        settings,
+        f"bench prmbench ({method})",
     )
-    record_invocation(out, run, report)
-    console.print(summary_table(f"bench prmbench ({method})", report.rows()))
     model = (
         client.model_id.split(":")[1] if client.model_id.startswith("gguf:") else client.model_id
     )
@@ -308,7 +333,7 @@ def bench_processbench(
     import json
 
     from dgprm.bench.processbench import prediction_record, results_by_subset, subset_file
-    from dgprm.bench.runner import PREDICTIONS, Task, judge_all, record_invocation, start_run
+    from dgprm.bench.runner import PREDICTIONS, Task, start_run
     from dgprm.data import processbench_items
     from dgprm.records import write_json
 
@@ -338,20 +363,16 @@ def bench_processbench(
     tasks = [
         Task(i["id"], i["problem"], i["steps"], judges[0]) for rows in items.values() for i in rows
     ]
-    report = run_with_progress(
+    _judge_into(
+        out,
+        run,
+        tasks,
+        "id",
+        lambda task, j: prediction_record(by_id[task.id][1], by_id[task.id][0], j),
         client,
-        lambda progress: judge_all(
-            tasks,
-            out / PREDICTIONS,
-            key="id",
-            to_record=lambda task, j: prediction_record(by_id[task.id][1], by_id[task.id][0], j),
-            client=client,
-            concurrency=settings.concurrency,
-            progress=progress,
-        ),
+        settings,
+        f"bench processbench ({method})",
     )
-    record_invocation(out, run, report)
-    console.print(summary_table(f"bench processbench ({method})", report.rows()))
     rows = [json.loads(line) for line in (out / PREDICTIONS).read_text().splitlines()]
     results = results_by_subset(r for r in rows if r["id"] in by_id)
     write_json(out / "results.json", results)

@@ -55,6 +55,9 @@ class DgprmJudge:
         return Judgement(labels=[bool(r.label) for r in rewards], detail=detail)
 
 
+CRITIC_LEVELS = (-1, -0.5, 0, 0.5, 1)
+
+
 class CriticStep(BaseModel):
     validity: float = Field(ge=-1, le=1)
     redundancy: float = Field(ge=-1, le=1)
@@ -77,7 +80,8 @@ class CriticJudge:
 
     async def judge(self, question: str, steps: list[str]) -> Judgement:
         n = len(steps)
-        score = {"type": "number", "minimum": -1, "maximum": 1}
+        # an enum, not a number range: grammar-constrained decoding enforces enums exactly
+        score = {"enum": list(CRITIC_LEVELS)}
         request = load_template(self.prompt).render(
             schema={
                 "type": "object",
