@@ -82,7 +82,14 @@ def load_policy(spec: str) -> tuple[Any, Any]:
         if not path.is_file():
             raise InputError(f"{path}: no such GGUF file")
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+        loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+        # The weights are already de-quantised to float32, but the model still carries the
+        # GGUF quantizer, which the Trainer refuses; rebuild a plain model around them.
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config)
+        model.load_state_dict(loaded.state_dict())
     else:
         if not Path(spec, "config.json").is_file():
             raise InputError(f"{spec}: not a model directory (no config.json)")
