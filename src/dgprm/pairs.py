@@ -90,10 +90,9 @@ async def sample_candidates(
             steps=steps or "(none yet)",
             number=str(len(prefix.steps) + 1),
         )
-        try:
-            completion = await policy.complete(request)
-        except Exception as exc:  # an LLM error is an error record, never a candidate
-            return policy.fail(LLMFailure("policy", f"LLM call failed: {exc}", None, {}))
+        completion = await policy.generate(request, stage="policy")
+        if isinstance(completion, LLMFailure):  # an error record, never a candidate
+            return completion
         return clean_candidate(completion.text)
 
     answers = await asyncio.gather(*(one(j) for j in range(n)))

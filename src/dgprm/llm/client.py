@@ -159,6 +159,15 @@ class LLMClient:
             self.cache.put(key, completion)
         return completion
 
+    async def generate(
+        self, request: ChatRequest, *, stage: str, **context: Any
+    ) -> Completion | LLMFailure:
+        """:meth:`complete`, but a failed call comes back as a counted :class:`LLMFailure`."""
+        try:
+            return await self.complete(request)
+        except (TransientLLMError, PermanentLLMError) as exc:
+            return self.fail(LLMFailure(stage, f"LLM call failed: {exc}", None, context))
+
     async def ask(
         self, request: ChatRequest, answer: type[Answer], *, stage: str, **context: Any
     ) -> Answer | LLMFailure:
@@ -168,10 +177,9 @@ class LLMClient:
         comes back as an :class:`LLMFailure`, which is also counted and kept in
         :attr:`failures`.
         """
-        try:
-            completion = await self.complete(request)
-        except (TransientLLMError, PermanentLLMError) as exc:
-            return self.fail(LLMFailure(stage, f"LLM call failed: {exc}", None, context))
+        completion = await self.generate(request, stage=stage, **context)
+        if isinstance(completion, LLMFailure):
+            return completion
         try:
             return answer.model_validate(extract_json(completion.text))
         except (ValueError, ValidationError) as exc:
