@@ -222,7 +222,6 @@ def bench_prmbench(
     """
     from dgprm.bench.prmbench import (
         assign_trees,
-        fold_key,
         metric_items,
         prediction_record,
         prmbench_records,
@@ -230,7 +229,7 @@ def bench_prmbench(
         select_records,
     )
     from dgprm.bench.runner import PREDICTIONS, Task, start_run
-    from dgprm.data import prmbench_question, question_fold
+    from dgprm.data import fold_key, prmbench_question, question_fold
     from dgprm.tree.model import file_sha256
 
     source = resolve_source(data, subset400=subset400)

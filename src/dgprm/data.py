@@ -67,6 +67,11 @@ def prmbench_question(record: dict[str, Any]) -> str:
     )
 
 
+def fold_key(record: dict[str, Any]) -> str:
+    """The text that decides a PRMBench record's fold: its original question."""
+    return str(record.get("original_question") or prmbench_question(record))
+
+
 def prmbench_items(
     path: str | Path, *, fold: int | None = None, folds: int = 2
 ) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -79,8 +84,7 @@ def prmbench_items(
         raise InputError(f"fold {fold} is outside 0..{folds - 1}")
     seen: set[str] = set()
     for record in iter_prmbench(path):
-        fold_key = str(record.get("original_question") or prmbench_question(record))
-        if fold is not None and question_fold(fold_key, folds) != fold:
+        if fold is not None and question_fold(fold_key(record), folds) != fold:
             continue
         item_id = f"{record['classification']}_{record['idx']}"
         if item_id not in seen:
@@ -100,7 +104,7 @@ def prmbench_pairs(
     pairs = (
         {
             "id": item_id,
-            "question": str(record.get("original_question") or prmbench_question(record)),
+            "question": fold_key(record),
             "chosen": record["original_process"],
             "rejected": record["modified_process"],
             "domain": "math",

@@ -9,8 +9,8 @@ table then comes from the copy shipped with dgprm.
 
 from __future__ import annotations
 
-import itertools
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -19,7 +19,7 @@ from typing import Any
 
 from dgprm.bench.methods import Judgement
 from dgprm.bench.metrics import COLUMNS, CORRECT, Item, Prediction, leaderboard_row
-from dgprm.data import prmbench_items, prmbench_question, question_fold
+from dgprm.data import fold_key, prmbench_items, question_fold
 from dgprm.records import InputError, iter_json_lines
 from dgprm.tree.model import RewardTree
 
@@ -94,15 +94,15 @@ def select_records(
     for name in categories or []:
         if name not in known:
             raise InputError(f"unknown category {name!r}; choose from {', '.join(sorted(known))}")
-    chosen = [(i, r) for i, r in records if not categories or r["classification"] in categories]
-    if limit is None:
-        return chosen
-    by_class = itertools.groupby(
-        sorted(enumerate(chosen), key=lambda x: (x[1][1]["classification"], x[0])),
-        key=lambda x: x[1][1]["classification"],
-    )
-    kept = sorted(i for _, group in by_class for i, _ in itertools.islice(group, limit))
-    return [chosen[i] for i in kept]
+    taken: Counter[str] = Counter()
+    chosen = []
+    for item_id, record in records:
+        name = record["classification"]
+        if (categories and name not in categories) or (limit is not None and taken[name] >= limit):
+            continue
+        taken[name] += 1
+        chosen.append((item_id, record))
+    return chosen
 
 
 def prediction_record(item_id: str, judgement: Judgement) -> dict[str, Any]:
@@ -153,11 +153,6 @@ def tree_questions(tree: RewardTree, by_id: dict[str, dict[str, Any]]) -> set[st
     sources = {s for node in tree.nodes for s in node.sources}
     sources |= {c.pair_id for c in tree.criteria}
     return {fold_key(by_id[s]) for s in sources if s in by_id}
-
-
-def fold_key(record: dict[str, Any]) -> str:
-    """The text that decides a record's fold (its original question)."""
-    return str(record.get("original_question") or prmbench_question(record))
 
 
 def assign_trees(
