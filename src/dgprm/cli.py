@@ -120,14 +120,11 @@ def summary_table(title: str, rows: list[tuple[str, str]]) -> Table:
     return table
 
 
-def tree_settings(settings: Settings, tree: Path | None, explicit: object) -> Settings:
-    """Use the embedder the tree was built with unless one was given explicitly."""
-    from dgprm.tree import RewardTree
-
+def tree_settings(settings: Settings, tree: Any, explicit: object) -> Settings:
+    """Use the embedder the (loaded) tree was built with unless one was given explicitly."""
     if tree is None or explicit:
         return settings
-    spec = RewardTree.load(tree).manifest.get("embedder_spec", "minilm")
-    return settings.merged({"embedder": spec})
+    return settings.merged({"embedder": tree.manifest.get("embedder_spec", "minilm")})
 
 
 def make_client(settings: Settings) -> Any:
@@ -388,7 +385,7 @@ def score(
         raise InputError("--tree is required (or use --no-tree for the plain critic ablation)")
     loaded = RewardTree.load(tree) if tree is not None and mode != "no-tree" else None
     if loaded is not None:
-        settings = tree_settings(settings, tree, embedder or config)
+        settings = tree_settings(settings, loaded, embedder or config)
     client = make_client(settings)
     scorer = StepScorer(
         loaded,
@@ -445,21 +442,6 @@ def data_processbench_trajectories(
 # ---------------------------------------------------------------- pairs / train --------
 
 
-def _read_candidates(path: Path) -> dict[str, list[str]]:
-    from dgprm.records import iter_json_lines
-
-    found: dict[str, list[str]] = {}
-    for number, row in iter_json_lines(path):
-        for key in ("id", "candidates"):
-            if key not in row:
-                raise InputError(f"{path}:{number}: field '{key}': missing")
-        texts = row["candidates"]
-        if not isinstance(texts, list) or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise InputError(f"{path}:{number}: field 'candidates': expected non-empty strings")
-        found[str(row["id"])] = texts
-    return found
-
-
 @app.command("pairs")
 def pairs(
     prefixes: Annotated[Path, typer.Argument(help="Prefixes JSONL {id, question, steps}.")],
@@ -497,7 +479,7 @@ def pairs(
     """
     from dgprm.embed import make_embedder
     from dgprm.pairs import export_pairs, score_prefixes
-    from dgprm.records import Prefix, read_records
+    from dgprm.records import CandidateSet, Prefix, read_records
     from dgprm.scoring import StepScorer
     from dgprm.tree import RewardTree
 
@@ -508,14 +490,20 @@ def pairs(
     settings = settings_from(
         config, llm=llm, embedder=embedder, concurrency=concurrency, cache=cache
     )
-    settings = tree_settings(settings, tree, embedder or config)
+    reward_tree = RewardTree.load(tree)
+    settings = tree_settings(settings, reward_tree, embedder or config)
     items = read_records(prefixes, Prefix, max_chars=settings.max_chars, on_long=settings.on_long)
     items = items[:limit] if limit else items
-    given = _read_candidates(candidates) if candidates is not None else None
+    given = None
+    if candidates is not None:
+        sets = read_records(
+            candidates, CandidateSet, max_chars=settings.max_chars, on_long=settings.on_long
+        )
+        given = {c.id: c.candidates for c in sets}
     client = make_client(settings)
     policy_client = make_client(settings.merged({"llm": policy})) if policy else None
     scorer = StepScorer(
-        RewardTree.load(tree),
+        reward_tree,
         client,
         make_embedder(settings.embedder),
         settings,

@@ -42,29 +42,32 @@ RunDirOpt = Annotated[Path, typer.Option("-o", "--out", help="Run directory (res
 MergeOpt = Annotated[bool, typer.Option("--merge-r-phi", help="dgprm: one LLM call for R and Φ.")]
 
 
-def _judges(
-    method: str, trees: list[Path], settings: Settings, merge: bool, client: Any
-) -> tuple[list[Any], list[Any]]:
-    """The judge(s) for ``method`` and the loaded trees (one judge per tree for dgprm)."""
+def _load_trees(method: str, trees: list[Path]) -> list[Any]:
+    """Check ``method`` against ``trees`` and load the trees (each once)."""
+    from dgprm.tree import RewardTree
+
+    if method not in ("dgprm", "critic"):
+        raise InputError(f"unknown method {method!r}; choose dgprm or critic")
+    if method == "critic" and trees:
+        raise InputError("--method critic takes no --tree")
+    if method == "dgprm" and not trees:
+        raise InputError("--method dgprm needs --tree")
+    return [RewardTree.load(t) for t in trees]
+
+
+def _judges(method: str, trees: list[Any], settings: Settings, merge: bool, client: Any) -> list:
+    """The judge(s) for ``method``: one per loaded tree for dgprm, one critic otherwise."""
     from dgprm.bench.methods import CriticJudge, DgprmJudge
     from dgprm.embed import make_embedder
     from dgprm.scoring import StepScorer
-    from dgprm.tree import RewardTree
 
     if method == "critic":
-        if trees:
-            raise InputError("--method critic takes no --tree")
-        return [CriticJudge(client, settings)], []
-    if method != "dgprm":
-        raise InputError(f"unknown method {method!r}; choose dgprm or critic")
-    if not trees:
-        raise InputError("--method dgprm needs --tree")
-    loaded = [RewardTree.load(t) for t in trees]
+        return [CriticJudge(client, settings)]
     embedder = make_embedder(settings.embedder)
-    scorers = [
-        StepScorer(t, client, embedder, settings, merge_select_analyze=merge) for t in loaded
+    return [
+        DgprmJudge(StepScorer(t, client, embedder, settings, merge_select_analyze=merge))
+        for t in trees
     ]
-    return [DgprmJudge(s) for s in scorers], loaded
 
 
 def _run_config(
@@ -100,7 +103,7 @@ def _run_config(
 
 
 def _bench_settings(
-    config: Path | None, trees: list[Path], embedder: str | None, **overrides: Any
+    config: Path | None, trees: list[Any], embedder: str | None, **overrides: Any
 ) -> Settings:
     settings = settings_from(config, embedder=embedder, **overrides)
     return tree_settings(settings, trees[0] if trees else None, embedder or config)
@@ -261,11 +264,12 @@ def bench_prmbench(
     selected = select_records(in_fold, categories=wanted, limit=limit)
     if not selected:
         raise InputError("no PRMBench items selected")
+    loaded = _load_trees(method, trees)
     settings = _bench_settings(
-        config, trees, embedder, llm=llm, concurrency=concurrency, cache=cache
+        config, loaded, embedder, llm=llm, concurrency=concurrency, cache=cache
     )
     client = make_client(settings)
-    judges, loaded = _judges(method, trees, settings, merge_r_phi, client)
+    judges = _judges(method, loaded, settings, merge_r_phi, client)
     which = (
         assign_trees(list(zip(map(str, trees), loaded, strict=True)), selected, dict(records))
         if loaded
@@ -329,21 +333,20 @@ def bench_processbench(
 ) -> None:
     """ProcessBench: prediction = first step judged incorrect (−1 if none); acc_err,
     acc_cor and their harmonic mean F1 per subset, and the average F1."""
-    import json
-
     from dgprm.bench.processbench import prediction_record, results_by_subset, subset_file
     from dgprm.bench.runner import PREDICTIONS, Task, start_run
     from dgprm.data import processbench_items
-    from dgprm.records import write_json
+    from dgprm.records import iter_json_lines, write_json
 
     subsets = subset or ["gsm8k"]
     files = {s: subset_file(data, s) for s in subsets}
     trees = [tree] if tree else []
+    loaded = _load_trees(method, trees)
     settings = _bench_settings(
-        config, trees, embedder, llm=llm, concurrency=concurrency, cache=cache
+        config, loaded, embedder, llm=llm, concurrency=concurrency, cache=cache
     )
     client = make_client(settings)
-    judges, loaded = _judges(method, trees, settings, merge_r_phi, client)
+    judges = _judges(method, loaded, settings, merge_r_phi, client)
     run = start_run(
         out,
         _run_config(
@@ -372,7 +375,7 @@ def bench_processbench(
         settings,
         f"bench processbench ({method})",
     )
-    rows = [json.loads(line) for line in (out / PREDICTIONS).read_text().splitlines()]
+    rows = [row for _, row in iter_json_lines(out / PREDICTIONS)]
     results = results_by_subset(r for r in rows if r["id"] in by_id)
     write_json(out / "results.json", results)
     table = Table(title=f"ProcessBench ({method}, {client.model_id})")

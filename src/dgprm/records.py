@@ -115,6 +115,20 @@ class Prefix(Trajectory):
         return value
 
 
+class CandidateSet(BaseModel):
+    """Candidate next steps for the prefix with the same ``id`` (``dgprm pairs --candidates``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    candidates: list[str]
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates_ok(cls, value: list[str]) -> list[str]:
+        return _steps(value, "candidates")
+
+
 Record = TypeVar("Record", bound=BaseModel)
 
 
