@@ -1,9 +1,12 @@
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from dgprm import pareto
 from dgprm.pareto import dominates, nondominated_layers, pareto_front, preference_pairs
 
 small_ints = st.integers(min_value=0, max_value=3)  # few values: many ties and duplicates
@@ -49,6 +52,51 @@ def test_pairs_satisfy_dominance(values):
         assert mask[chosen] and not mask[rejected]
         assert dominates(values[chosen], values[rejected])
         assert margin == pytest.approx((values[chosen] - values[rejected]).mean())
+
+
+# Thresholds that send even tiny inputs down each code path: all-pairs only, the
+# max-sum pruning rounds, the sorted blocks, and the chunked comparisons.
+PATHS = {
+    "all-pairs": {"_ALL_PAIRS": 1 << 30},
+    "pruning": {"_ALL_PAIRS": 0},
+    "sorted blocks": {"_ALL_PAIRS": 0, "_FIRST_BLOCK": 1},
+    "chunked": {"_ALL_PAIRS": 0, "_FIRST_BLOCK": 2, "_CELLS": 1},
+}
+larger = st.integers(1, 80).flatmap(
+    lambda n: st.integers(1, 5).flatmap(
+        lambda k: arrays(
+            np.float64,
+            (n, k),
+            elements=st.one_of(small_ints.map(float), st.floats(-1e3, 1e3, width=16)),
+        )
+    )
+)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@settings(max_examples=150, deadline=None)
+@given(values=larger)
+def test_every_code_path_matches_the_definition(path, values):
+    with mock.patch.multiple(pareto, **PATHS[path]):
+        assert np.array_equal(pareto_front(values), naive_front(values))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(1, 40).flatmap(
+        lambda m: arrays(np.float64, (m, 4, 3), elements=small_ints.map(float))
+    )
+)
+def test_batched_blocks_cover_every_prefix(values):
+    with mock.patch.object(pareto, "_BATCH_CELLS", 16):  # one prefix per block
+        assert np.array_equal(pareto_front(values), [naive_front(v) for v in values])
+
+
+def test_empty_shapes():
+    assert pareto_front(np.zeros((0, 3))).shape == (0,)
+    assert pareto_front(np.zeros((3, 0))).tolist() == [True, True, True]
+    assert pareto_front(np.zeros((2, 0, 3))).shape == (2, 0)
+    assert pareto_front(np.zeros((2, 3, 0))).all()
 
 
 @settings(max_examples=50, deadline=None)

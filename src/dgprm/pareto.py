@@ -14,10 +14,14 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-_CELLS = 1 << 24  # bound on the boolean cells of any one comparison block
-_BATCH_CELLS = 1 << 16  # per block of prefixes: small enough to stay in cache
+_CELLS = 1 << 22  # bound on the boolean cells of any one comparison block
+_ALL_PAIRS = 1 << 15  # criteria × rows² up to which one all-pairs comparison is cheapest
+_BATCH_CELLS = 1 << 16  # candidate pairs × prefixes per batched block: stays in cache
+_FIRST_BLOCK = 32  # rows in the first sorted block
 
 
 def _checked(vectors: np.ndarray | list, dims: tuple[int, ...]) -> np.ndarray:
@@ -26,9 +30,12 @@ def _checked(vectors: np.ndarray | list, dims: tuple[int, ...]) -> np.ndarray:
         raise ValueError(
             f"expected a {' or '.join(f'{d}-D' for d in dims)} array, got shape {array.shape}"
         )
+    return array
+
+
+def _require_finite(array: np.ndarray) -> None:
     if not np.isfinite(array).all():
         raise ValueError("reward vectors contain NaN or infinite values")
-    return array
 
 
 def dominates(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -39,76 +46,133 @@ def dominates(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _front_batched(values: np.ndarray) -> np.ndarray:
     m, n, k = values.shape
     mask = np.empty((m, n), dtype=bool)
-    step = max(1, _BATCH_CELLS // max(1, n * n))  # cache-sized blocks of prefixes
+    step = max(1, _BATCH_CELLS // (n * n))
     for start in range(0, m, step):
-        block = values[start : start + step]
-        # ge[p, i, j]: candidate i ≥ candidate j on every criterion, one pass per criterion
-        ge = np.ones((len(block), n, n), dtype=bool)
+        # criteria × candidates × prefixes: the prefix axis is innermost, so every
+        # comparison below runs over long contiguous rows
+        block = np.ascontiguousarray(values[start : start + step].transpose(2, 1, 0))
+        ge = np.greater_equal(block[0][:, None], block[0][None])  # ge[i, j, p]: i ≥ j
         scratch = np.empty_like(ge)
-        for c in range(k):
-            column = block[..., c]
-            np.greater_equal(column[:, :, None], column[:, None, :], out=scratch)
-            ge &= scratch
-        # i dominates j when i ≥ j everywhere and not j ≥ i everywhere
-        mask[start : start + step] = ~(ge & ~ge.transpose(0, 2, 1)).any(axis=1)
+        for c in range(1, k):
+            ge &= np.greater_equal(block[c][:, None], block[c][None], out=scratch)
+        # j is dominated when some i is ≥ everywhere and j is not ≥ i everywhere
+        mask[start : start + step] = ~np.greater(ge, ge.transpose(1, 0, 2)).any(axis=0).T
     return mask
 
 
-def _dominated_by_any(pivots: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Mask over ``rows``: dominated by at least one pivot (bounded memory)."""
-    hit = np.zeros(len(rows), dtype=bool)
-    step = max(1, _CELLS // max(1, len(pivots)))
-    for start in range(0, len(rows), step):
-        block = rows[start : start + step]
-        ge = np.ones((len(pivots), len(block)), dtype=bool)  # pivot ≥ row everywhere
-        le = np.ones_like(ge)  # pivot ≤ row everywhere
-        for c in range(rows.shape[1]):
-            p, r = pivots[:, c, None], block[None, :, c]
-            ge &= p >= r
-            le &= p <= r
-        hit[start : start + step] = (ge & ~le).any(axis=0)
+def _dominated(pivots: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Mask over the columns of ``rows``: some column of ``pivots`` is ≥ on every criterion.
+
+    Both are criteria × items, and the pivots are front rows. A row that is ≥-covered is
+    either dominated or equal to a pivot; callers have already placed such equal rows
+    (they share the pivot's sum, so they are among the pivots' candidates).
+    """
+    k, m = rows.shape
+    hit = np.empty(m, dtype=bool)
+    step = max(1, _CELLS // (k * pivots.shape[1]))
+    for start in range(0, m, step):
+        block = rows[:, start : start + step]
+        if pivots.shape[1] <= 4:  # few pivots: one broadcast comparison
+            ge = (pivots[:, :, None] >= block[:, None, :]).all(axis=0)
+        else:  # many pivots: one criterion at a time, in place
+            ge = pivots[0][:, None] >= block[0]
+            for c in range(1, k):
+                ge &= pivots[c][:, None] >= block[c]
+        hit[start : start + step] = ge.any(axis=0)
     return hit
 
 
-def _pivot_front(rows: np.ndarray) -> np.ndarray:
-    """Mask of the rows not dominated by another row of ``rows`` (a small block)."""
-    return ~_dominated_by_any(rows, rows) if len(rows) > 1 else np.ones(len(rows), dtype=bool)
+def _front_of(cols: np.ndarray) -> np.ndarray:
+    """Front mask of a criteria × items array by all-pairs comparison (bounded blocks)."""
+    k, m = cols.shape
+    if k * m * m <= _CELLS:
+        ge = (cols[:, :, None] >= cols[:, None, :]).all(axis=0)  # ge[i, j]: i ≥ j
+        return ~np.greater(ge, ge.T).any(axis=0)
+    hit = np.empty(m, dtype=bool)
+    step = max(1, _CELLS // (k * m))
+    for start in range(0, m, step):
+        block = cols[:, None, start : start + step]
+        ge = (cols[:, :, None] >= block).all(axis=0)
+        ge &= (cols[:, :, None] > block).any(axis=0)
+        hit[start : start + step] = ge.any(axis=0)
+    return ~hit
+
+
+def _sums(cols: np.ndarray) -> np.ndarray:
+    """Per-item sums; also the finiteness check (a NaN or inf makes its sum non-finite).
+
+    Rounding is monotonic, so a dominator's sum is never below the sum of the row it
+    dominates, and equal rows have equal sums. Sums that overflow are taken over
+    values scaled by a power of two, which keeps both properties.
+    """
+    sums = cols.sum(axis=0)
+    if math.isfinite(sums.sum()):
+        return sums
+    _require_finite(cols)
+    return (cols * 2.0 ** -math.ceil(math.log2(len(cols)))).sum(axis=0)
 
 
 def _front_single(values: np.ndarray) -> np.ndarray:
-    # Rounding is monotonic, so a dominator's sum is never smaller than the row it
-    # dominates. The front of the rows with the largest remaining sum is therefore part
-    # of the final front, and every row it dominates can be dropped. Phase 1 repeats
-    # that while each round prunes most rows (small fronts); phase 2 sorts what is left.
-    on_front = np.zeros(len(values), dtype=bool)
-    rest, positions, sums = values, np.arange(len(values)), values.sum(axis=1)
-    while len(rest):
-        lead = np.flatnonzero(sums == sums.max())
-        pivots = _pivot_front(rest[lead])
-        on_front[positions[lead[pivots]]] = True
-        keep = ~_dominated_by_any(rest[lead[pivots]], rest)
-        keep[lead] = False
-        rest, positions, sums = rest[keep], positions[keep], sums[keep]
-        if keep.sum() * 2 > len(keep):
-            break
-    on_front[positions[_front_sorted(rest, sums)]] = True
+    n, k = values.shape
+    cols = np.ascontiguousarray(values.T)  # criteria × items: contiguous per criterion
+    if k == 0:  # no criteria: all rows are equal
+        return np.ones(n, dtype=bool)
+    if k * n * n <= _ALL_PAIRS:
+        _require_finite(cols)
+        return _front_of(cols)
+    # Phase 1: the rows of largest sum are not dominated by any row of smaller sum, so
+    # their front is part of the final front and every row it dominates can be
+    # dropped. Repeat while each round prunes most rows (small fronts).
+    sums = _sums(cols)
+    on_front = np.zeros(n, dtype=bool)
+    positions = np.arange(n)
+    while k * len(sums) ** 2 > _ALL_PAIRS:
+        top = int(sums.argmax())
+        tied = sums == sums[top]
+        if np.count_nonzero(tied) == 1:  # the usual case: one row of largest sum
+            on_front[positions[top]] = True
+            keep = (cols > cols[:, top, None]).any(axis=0)
+        else:
+            lead = np.flatnonzero(tied)
+            lead = lead[_front_of(cols[:, lead])]
+            on_front[positions[lead]] = True
+            keep = ~_dominated(cols[:, lead], cols)  # also drops the lead rows
+        before = len(sums)
+        cols, sums, positions = (
+            cols.compress(keep, axis=1),
+            sums.compress(keep),
+            positions.compress(keep),
+        )
+        if len(sums) * 2 > before:
+            return _sorted_front(cols, sums, positions, on_front)
+    on_front[positions[_front_of(cols)]] = True
     return on_front
 
 
-def _front_sorted(values: np.ndarray, sums: np.ndarray) -> np.ndarray:
-    """Front by decreasing sum in leading blocks; rows of equal sum share a block, and
-    blocks double while they prune little."""
+def _sorted_front(
+    cols: np.ndarray, sums: np.ndarray, positions: np.ndarray, on_front: np.ndarray
+) -> np.ndarray:
+    """Phase 2 (large fronts): leading blocks by decreasing sum. A block's front is
+    final and prunes the rows after it; rows of equal sum share a block, and blocks
+    double while they prune little."""
     order = np.argsort(-sums, kind="stable")
-    rest, keys, positions = values[order], -sums[order], order
-    on_front = np.zeros(len(values), dtype=bool)
-    block = 1
-    while len(rest):
+    cols, keys, positions = cols.take(order, axis=1), -sums[order], positions[order]
+    k, block = len(cols), _FIRST_BLOCK
+    while k * len(keys) ** 2 > _ALL_PAIRS:
         end = int(np.searchsorted(keys, keys[min(block, len(keys)) - 1], side="right"))
-        pivots = _pivot_front(rest[:end])
-        on_front[positions[:end][pivots]] = True
-        keep = ~_dominated_by_any(rest[:end][pivots], rest[end:])
-        rest, keys, positions = rest[end:][keep], keys[end:][keep], positions[end:][keep]
-        block = min(2 * block, 256) if keep.sum() * 2 > len(keep) else max(1, block // 2)
+        head = cols[:, :end]
+        found = _front_of(head)
+        on_front[positions[:end][found]] = True
+        keep = ~_dominated(head[:, found], cols[:, end:])
+        before = len(keep)
+        cols, keys, positions = (
+            cols[:, end:].compress(keep, axis=1),
+            keys[end:].compress(keep),
+            positions[end:].compress(keep),
+        )
+        grow = len(keys) * 2 > before
+        block = min(2 * block, 256) if grow else max(_FIRST_BLOCK, block // 2)
+    on_front[positions[_front_of(cols)]] = True
     return on_front
 
 
@@ -122,6 +186,9 @@ def pareto_front(vectors: np.ndarray | list) -> np.ndarray:
     """
     values = _checked(vectors, (2, 3))
     if values.ndim == 3:
+        _require_finite(values)
+        if 0 in values.shape:  # no prefixes, no candidates or no criteria
+            return np.ones(values.shape[:2], dtype=bool)
         return _front_batched(values)
     return _front_single(values)
 
