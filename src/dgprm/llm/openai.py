@@ -11,6 +11,7 @@ import os
 import httpx
 
 from dgprm.llm.base import ChatRequest, Completion, PermanentLLMError, TransientLLMError
+from dgprm.llm.transport import KeepAliveTransport
 
 API_KEY_ENVS = ("DGPRM_API_KEY", "OPENAI_API_KEY")
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -77,8 +78,7 @@ class OpenAIBackend:
             base_url=self.base_url,
             headers=auth_headers(api_key),
             timeout=timeout,
-            transport=transport,
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=128),
+            transport=transport or KeepAliveTransport(),
         )
 
     async def complete(self, request: ChatRequest) -> Completion:
