@@ -5,7 +5,8 @@ The stub listens on 127.0.0.1 only, answers every chat request with a minimal
 instance of the request's JSON schema after a fixed delay, and stops with the
 script. Ideal time = LLM calls × delay ÷ concurrency.
 
-Usage: python benchmarks/scoring_throughput.py [--delay 0.05] [--trajectories 96] [--embedded]
+Usage: python benchmarks/scoring_throughput.py [--delay 0.05] [--trajectories 96]
+       [--concurrency 1 8 32] [--embedded]
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def synthetic_tree(
     return RewardTree(nodes, criteria, vectors, {"embedder": HashEmbedder.model_id})
 
 
-def throughput(delay: float, n_traj: int, steps: int) -> None:
+def throughput(delay: float, n_traj: int, steps: int, levels: list[int]) -> None:
     server, url = start_stub(delay)
     tree = synthetic_tree(6, 10, dim=384)
     items = [
@@ -170,14 +171,14 @@ def throughput(delay: float, n_traj: int, steps: int) -> None:
         f"{'of ideal':>9}"
     )
     try:
-        for concurrency in (1, 8, 32):
+        for concurrency in levels:
             backend = OpenAIBackend(url, "stub", api_key="x")
             client = LLMClient(backend, cache=None, concurrency=concurrency)
             scorer = StepScorer(tree, client, HashEmbedder(), Settings(concurrency=concurrency))
             out = f"/tmp/dgprm-bench-{concurrency}.jsonl"
             open(out, "w").close()
             started = time.perf_counter()
-            asyncio.run(score_many(scorer, items, out, concurrency=concurrency))
+            asyncio.run(run_scoring(scorer, client, items, out, concurrency))
             wall = time.perf_counter() - started
             calls = client.ledger.llm_calls
             ideal = calls * delay / concurrency
@@ -187,6 +188,15 @@ def throughput(delay: float, n_traj: int, steps: int) -> None:
             )
     finally:
         server.terminate()
+
+
+async def run_scoring(
+    scorer: StepScorer, client: LLMClient, items: list[Trajectory], out: str, concurrency: int
+) -> None:
+    try:
+        await score_many(scorer, items, out, concurrency=concurrency)
+    finally:
+        await client.aclose()  # no connections left open for the next level
 
 
 def matching_latency() -> None:
@@ -264,9 +274,10 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.05)
     parser.add_argument("--trajectories", type=int, default=96)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--embedded", action="store_true", help="also time the embedded model")
     args = parser.parse_args()
-    throughput(args.delay, args.trajectories, args.steps)
+    throughput(args.delay, args.trajectories, args.steps, args.concurrency)
     matching_latency()
     if args.embedded:
         embedded_share()

@@ -26,6 +26,7 @@ from dgprm.pareto import preference_pairs
 from dgprm.progress import NoProgress, Progress
 from dgprm.prompts import load_template
 from dgprm.records import Prefix, ResumableJsonl, iter_json_lines, write_jsonl
+from dgprm.runner import long_lived_heap_frozen
 from dgprm.scoring import StepScorer, render_context
 
 CANDIDATE_CHARS = 800
@@ -253,7 +254,7 @@ async def score_prefixes(
     )
     before = [c.ledger.copy() for c in clients]
     limit = asyncio.Semaphore(concurrency)
-    with ResumableJsonl(scored_out) as sink:
+    with ResumableJsonl(scored_out) as sink, long_lived_heap_frozen():
         todo = [p for p in prefixes if p.id not in sink.done]
         report.skipped = len(prefixes) - len(todo)
         progress.start("prefixes", len(todo))

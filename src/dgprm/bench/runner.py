@@ -20,6 +20,7 @@ from dgprm.bench.methods import Judgement, StepJudge
 from dgprm.llm import Ledger, LLMClient
 from dgprm.progress import NoProgress, Progress
 from dgprm.records import InputError, ResumableJsonl, write_json
+from dgprm.runner import long_lived_heap_frozen
 
 PREDICTIONS = "predictions.jsonl"
 RUN_FILE = "run.json"
@@ -108,7 +109,7 @@ async def judge_all(
     report = RunReport()
     before = client.ledger.copy() if client else Ledger()
     limit = asyncio.Semaphore(concurrency)
-    with ResumableJsonl(out, key=key) as sink:
+    with ResumableJsonl(out, key=key) as sink, long_lived_heap_frozen():
         todo = [t for t in tasks if t.id not in sink.done]
         report.skipped = len(tasks) - len(todo)
         progress.start("judge", len(todo))
