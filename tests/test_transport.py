@@ -3,6 +3,9 @@
 import asyncio
 import gzip
 import json
+import shutil
+import ssl
+import subprocess
 
 import httpx
 import pytest
@@ -15,7 +18,10 @@ from dgprm.llm.transport import KeepAliveTransport
 class Server:
     """Answers each POST with its body echoed back; behaviour switches per test."""
 
-    def __init__(self, *, close_after=0, delay=0.0, chunked=False, gzipped=False, answer=None):
+    def __init__(
+        self, *, close_after=0, delay=0.0, chunked=False, gzipped=False, answer=None, tls=None
+    ):
+        self.tls = tls  # an ssl.SSLContext for https
         self.answer = answer or (lambda body: body)  # request body → response body
         self.close_after = close_after  # close the connection after this many responses
         self.hang_up_on_second = False  # close instead of answering a connection's 2nd request
@@ -24,8 +30,9 @@ class Server:
         self.url = ""
 
     async def __aenter__(self):
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0, ssl=self.tls)
+        scheme = "https" if self.tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
         return self
 
     async def __aexit__(self, *exc):
@@ -130,6 +137,31 @@ def test_chunked_and_gzipped_bodies_are_decoded():
             return await post_all(server, [{"text": "x" * 5000}])
 
     assert asyncio.run(run()) == [{"text": "x" * 5000}]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_https_with_a_trusted_self_signed_certificate(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    client_tls = ssl.create_default_context(cafile=str(cert))
+
+    async def run(client_context):
+        async with Server(tls=server_tls) as server:
+            transport = KeepAliveTransport(ssl_context=client_context)
+            async with httpx.AsyncClient(transport=transport) as client:
+                return [(await client.post(server.url, json={"i": i})).json() for i in range(2)]
+
+    assert asyncio.run(run(client_tls)) == [{"i": 0}, {"i": 1}]
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        asyncio.run(run(None))  # the default context does not trust the certificate
 
 
 def test_timeouts_and_refused_connections_are_transient_llm_errors():
