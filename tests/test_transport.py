@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from dgprm.llm.base import ChatRequest, TransientLLMError
-from dgprm.llm.openai import OpenAIBackend
+from dgprm.llm.openai import OpenAIBackend, default_transport
 from dgprm.llm.transport import KeepAliveTransport
 
 
@@ -216,3 +216,15 @@ def test_openai_backend_speaks_through_the_transport():
         {"model": "m", "said": t} for t in ("a", "b", "c")
     ]
     assert completions[0].prompt_tokens == 3 and completions[0].completion_tokens == 2
+
+
+def test_an_environment_proxy_keeps_httpx_own_transport(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    assert isinstance(default_transport("http://10.0.0.5:8000/v1"), KeepAliveTransport)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+    assert default_transport("http://10.0.0.5:8000/v1") is None  # httpx routes via the proxy
+    assert isinstance(default_transport("https://api.example.com/v1"), KeepAliveTransport)
+    monkeypatch.setenv("NO_PROXY", "10.0.0.5")
+    assert isinstance(default_transport("http://10.0.0.5:8000/v1"), KeepAliveTransport)

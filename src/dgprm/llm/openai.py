@@ -7,6 +7,7 @@ this boundary instead of patching internals.
 from __future__ import annotations
 
 import os
+import urllib.request
 
 import httpx
 
@@ -53,6 +54,23 @@ def raise_for_status(response: httpx.Response) -> None:
     raise PermanentLLMError(message)
 
 
+def default_transport(base_url: str) -> httpx.AsyncBaseTransport | None:
+    """:class:`KeepAliveTransport`, or None (httpx's own) when an environment proxy applies.
+
+    httpx honours ``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY`` only with its own transport.
+
+    Example:
+        >>> type(default_transport("http://127.0.0.1:8000/v1")).__name__  # doctest: +SKIP
+        'KeepAliveTransport'
+    """
+    url = httpx.URL(base_url)
+    proxies = urllib.request.getproxies_environment()
+    proxied = proxies.get(url.scheme) or proxies.get("all")
+    if proxied and not urllib.request.proxy_bypass_environment(url.host, proxies):
+        return None
+    return KeepAliveTransport()
+
+
 class OpenAIBackend:
     """Chat completions from ``{base_url}/chat/completions`` with JSON-schema output.
 
@@ -78,7 +96,7 @@ class OpenAIBackend:
             base_url=self.base_url,
             headers=auth_headers(api_key),
             timeout=timeout,
-            transport=transport or KeepAliveTransport(),
+            transport=transport or default_transport(self.base_url),
         )
 
     async def complete(self, request: ChatRequest) -> Completion:
