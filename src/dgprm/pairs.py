@@ -26,7 +26,7 @@ from dgprm.pareto import preference_pairs
 from dgprm.progress import NoProgress, Progress
 from dgprm.prompts import load_template
 from dgprm.records import Prefix, ResumableJsonl, iter_json_lines, write_jsonl
-from dgprm.runner import long_lived_heap_frozen
+from dgprm.runner import for_each_bounded
 from dgprm.scoring import StepScorer, render_context
 
 CANDIDATE_CHARS = 800
@@ -253,30 +253,28 @@ async def score_prefixes(
         [policy] if policy is not None and policy is not scorer.client else []
     )
     before = [c.ledger.copy() for c in clients]
-    limit = asyncio.Semaphore(concurrency)
-    with ResumableJsonl(scored_out) as sink, long_lived_heap_frozen():
+    with ResumableJsonl(scored_out) as sink:
         todo = [p for p in prefixes if p.id not in sink.done]
         report.skipped = len(prefixes) - len(todo)
         progress.start("prefixes", len(todo))
 
         async def one(prefix: Prefix) -> None:
-            async with limit:
-                errors: list[str] = []
-                if candidates is not None:
-                    texts = list(dict.fromkeys(c.strip() for c in candidates.get(prefix.id, [])))
-                else:
-                    assert policy is not None
-                    texts, errors = await sample_candidates(
-                        policy, prefix, n, temperature=temperature, seed=seed
-                    )
-                scored = await score_prefix(scorer, prefix, texts)
-                scored.errors[:0] = errors
+            errors: list[str] = []
+            if candidates is not None:
+                texts = list(dict.fromkeys(c.strip() for c in candidates.get(prefix.id, [])))
+            else:
+                assert policy is not None
+                texts, errors = await sample_candidates(
+                    policy, prefix, n, temperature=temperature, seed=seed
+                )
+            scored = await score_prefix(scorer, prefix, texts)
+            scored.errors[:0] = errors
             sink.write(scored.to_dict())
             report.prefixes += 1
             report.candidates += len(scored.vectors)
             progress.advance("prefixes")
 
-        await asyncio.gather(*(one(p) for p in todo))
+        await for_each_bounded(todo, one, concurrency)
     for client, snapshot in zip(clients, before, strict=True):
         report.ledger.add(client.ledger.since(snapshot))
     report.wall_seconds = time.perf_counter() - started

@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dgprm.llm import Ledger
 from dgprm.progress import NoProgress, Progress
@@ -70,6 +70,33 @@ def long_lived_heap_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
+Item = TypeVar("Item")
+
+
+async def for_each_bounded(
+    items: Iterable[Item], work: Callable[[Item], Awaitable[None]], concurrency: int
+) -> None:
+    """Await ``work(item)`` for every item, at most ``concurrency`` at a time, with the
+    long-lived heap frozen (see :func:`long_lived_heap_frozen`).
+
+    Example:
+        >>> seen = []
+        >>> async def work(x):
+        ...     seen.append(x)
+        >>> asyncio.run(for_each_bounded([1, 2, 3], work, concurrency=2))
+        >>> sorted(seen)
+        [1, 2, 3]
+    """
+    limit = asyncio.Semaphore(concurrency)
+
+    async def bounded(item: Item) -> None:
+        async with limit:
+            await work(item)
+
+    with long_lived_heap_frozen():
+        await asyncio.gather(*(bounded(item) for item in items))
+
+
 async def score_many(
     scorer: StepScorer,
     trajectories: list[Trajectory],
@@ -83,23 +110,21 @@ async def score_many(
     progress = progress or NoProgress()
     report = ScoreReport()
     ledger_before = scorer.client.ledger.copy()
-    limit = asyncio.Semaphore(concurrency)
-    with ResumableJsonl(out) as sink, long_lived_heap_frozen():
+    with ResumableJsonl(out) as sink:
         todo = [t for t in trajectories if t.id not in sink.done]
         report.skipped = len(trajectories) - len(todo)
         progress.start("score", len(todo))
 
         async def one(trajectory: Trajectory) -> None:
-            async with limit:
-                with scorer.client.scoped() as usage:
-                    rewards = await scorer.ascore(trajectory.question, trajectory.steps)
+            with scorer.client.scoped() as usage:
+                rewards = await scorer.ascore(trajectory.question, trajectory.steps)
             sink.write(trajectory_record(trajectory.id, rewards, usage))
             report.trajectories += 1
             report.steps += len(rewards)
             report.failed_steps += sum(r.error is not None for r in rewards)
             progress.advance("score")
 
-        await asyncio.gather(*(one(t) for t in todo))
+        await for_each_bounded(todo, one, concurrency)
     report.ledger = scorer.client.ledger.since(ledger_before)
     report.wall_seconds = time.perf_counter() - started
     return report

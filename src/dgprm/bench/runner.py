@@ -8,7 +8,6 @@ started with another configuration is refused rather than mixed.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from dgprm.bench.methods import Judgement, StepJudge
 from dgprm.llm import Ledger, LLMClient
 from dgprm.progress import NoProgress, Progress
 from dgprm.records import InputError, ResumableJsonl, write_json
-from dgprm.runner import long_lived_heap_frozen
+from dgprm.runner import for_each_bounded
 
 PREDICTIONS = "predictions.jsonl"
 RUN_FILE = "run.json"
@@ -108,21 +107,19 @@ async def judge_all(
     progress = progress or NoProgress()
     report = RunReport()
     before = client.ledger.copy() if client else Ledger()
-    limit = asyncio.Semaphore(concurrency)
-    with ResumableJsonl(out, key=key) as sink, long_lived_heap_frozen():
+    with ResumableJsonl(out, key=key) as sink:
         todo = [t for t in tasks if t.id not in sink.done]
         report.skipped = len(tasks) - len(todo)
         progress.start("judge", len(todo))
 
         async def one(task: Task) -> None:
-            async with limit:
-                judgement = await task.judge.judge(task.question, task.steps)
+            judgement = await task.judge.judge(task.question, task.steps)
             sink.write(to_record(task, judgement))
             report.items += 1
             report.invalid += not judgement.valid
             progress.advance("judge")
 
-        await asyncio.gather(*(one(t) for t in todo))
+        await for_each_bounded(todo, one, concurrency)
     if client is not None:
         report.ledger = client.ledger.since(before)
     report.wall_seconds = time.perf_counter() - started
