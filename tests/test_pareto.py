@@ -55,12 +55,14 @@ def test_pairs_satisfy_dominance(values):
 
 
 # Thresholds that send even tiny inputs down each code path: all-pairs only, the
-# max-sum pruning rounds, the sorted blocks, and the chunked comparisons.
+# max-sum pruning rounds (ending in all-pairs or in sorted blocks), the sorted blocks
+# from their first row, and the chunked comparisons.
 PATHS = {
-    "all-pairs": {"_ALL_PAIRS": 1 << 30},
-    "pruning": {"_ALL_PAIRS": 0},
-    "sorted blocks": {"_ALL_PAIRS": 0, "_FIRST_BLOCK": 1},
-    "chunked": {"_ALL_PAIRS": 0, "_FIRST_BLOCK": 2, "_CELLS": 1},
+    "all-pairs": {"_FEW_CELLS": 1 << 30},
+    "pruning": {"_FEW_CELLS": 0},
+    "pruning, then sorted blocks": {"_FEW_CELLS": 0, "_ALL_PAIRS": 0},
+    "sorted blocks": {"_FEW_CELLS": 0, "_ALL_PAIRS": 0, "_FIRST_BLOCK": 1},
+    "chunked": {"_FEW_CELLS": 0, "_ALL_PAIRS": 0, "_FIRST_BLOCK": 2, "_CELLS": 1},
 }
 larger = st.integers(1, 80).flatmap(
     lambda n: st.integers(1, 5).flatmap(
@@ -143,3 +145,20 @@ def test_dominator_with_an_equal_rounded_sum_is_found():
     # both rows sum to 1e16 in floating point, yet the first dominates the second
     values = np.array([[1e16, 0.0, 0.0], [1e16, 1.0, 0.0], [0.0, 0.0, 2e16]])
     assert pareto_front(values).tolist() == [False, True, True]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_bad_value_in_a_large_set_is_refused(bad):
+    values = np.random.default_rng(0).random((500, 3))
+    values[321, 1] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        pareto_front(values)
+
+
+# near the float maximum numpy warns that the plain sums overflow; the front stays exact
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("scale", [1e200, 1e308])
+def test_huge_finite_values_give_the_exact_front(scale):
+    values = np.random.default_rng(1).integers(0, 5, size=(400, 3)) * (scale / 4)
+    expected = ~dominates(values[:, None, :], values[None]).any(axis=0)
+    assert np.array_equal(pareto_front(values), expected)

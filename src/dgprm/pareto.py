@@ -19,7 +19,8 @@ import math
 import numpy as np
 
 _CELLS = 1 << 22  # bound on the boolean cells of any one comparison block
-_ALL_PAIRS = 1 << 15  # criteria × rows² up to which one all-pairs comparison is cheapest
+_FEW_CELLS = 1 << 13  # criteria × rows² below which pruning rounds stop paying
+_ALL_PAIRS = 1 << 17  # ... up to which all-pairs beats sorted blocks on a large front
 _BATCH_CELLS = 1 << 16  # candidate pairs × prefixes per batched block: stays in cache
 _FIRST_BLOCK = 32  # rows in the first sorted block
 
@@ -86,8 +87,8 @@ def _front_of(cols: np.ndarray) -> np.ndarray:
     """Front mask of a criteria × items array by all-pairs comparison (bounded blocks)."""
     k, m = cols.shape
     if k * m * m <= _CELLS:
-        ge = (cols[:, :, None] >= cols[:, None, :]).all(axis=0)  # ge[i, j]: i ≥ j
-        return ~np.greater(ge, ge.T).any(axis=0)
+        ge = np.logical_and.reduce(cols[:, :, None] >= cols[:, None, :], axis=0)  # i ≥ j
+        return np.logical_and.reduce(ge <= ge.T, axis=0)
     hit = np.empty(m, dtype=bool)
     step = max(1, _CELLS // (k * m))
     for start in range(0, m, step):
@@ -98,6 +99,15 @@ def _front_of(cols: np.ndarray) -> np.ndarray:
     return ~hit
 
 
+def _added(cols: np.ndarray) -> np.ndarray:
+    """Per-item sums, one criterion after the other (few criteria: fewer numpy calls
+    than a reduction; the same order of additions for every item)."""
+    sums = cols[0] + cols[1] if len(cols) > 1 else cols[0].copy()
+    for c in range(2, len(cols)):
+        sums += cols[c]
+    return sums
+
+
 def _sums(cols: np.ndarray) -> np.ndarray:
     """Per-item sums; also the finiteness check (a NaN or inf makes its sum non-finite).
 
@@ -105,47 +115,59 @@ def _sums(cols: np.ndarray) -> np.ndarray:
     dominates, and equal rows have equal sums. Sums that overflow are taken over
     values scaled by a power of two, which keeps both properties.
     """
-    sums = cols.sum(axis=0)
-    if math.isfinite(sums.sum()):
+    sums = cols.sum(axis=0) if len(cols) > 4 else _added(cols)
+    # a NaN is both argmax and argmin; +inf is the largest, -inf the smallest
+    if math.isfinite(sums[sums.argmax()]) and math.isfinite(sums[sums.argmin()]):
         return sums
     _require_finite(cols)
     return (cols * 2.0 ** -math.ceil(math.log2(len(cols)))).sum(axis=0)
 
 
+def _above(cols: np.ndarray, pivot: np.ndarray) -> np.ndarray:
+    """Mask of the items (columns) above ``pivot`` on some criterion."""
+    if len(cols) <= 2:  # a per-criterion pass is cheaper than a broadcast reduction
+        keep = cols[0] > pivot[0]
+        for c in range(1, len(cols)):
+            keep |= cols[c] > pivot[c]
+        return keep
+    return (cols > pivot[:, None]).any(axis=0)
+
+
+def _at(positions: np.ndarray | None, index: np.ndarray | int) -> np.ndarray | int:
+    """Input positions of the remaining items at ``index`` (``None``: all items remain)."""
+    return index if positions is None else positions[index]
+
+
 def _front_single(values: np.ndarray) -> np.ndarray:
     n, k = values.shape
-    cols = np.ascontiguousarray(values.T)  # criteria × items: contiguous per criterion
-    if k == 0:  # no criteria: all rows are equal
+    if k == 0 or n == 0:  # no criteria: all rows are equal
         return np.ones(n, dtype=bool)
-    if k * n * n <= _ALL_PAIRS:
-        _require_finite(cols)
-        return _front_of(cols)
-    # Phase 1: the rows of largest sum are not dominated by any row of smaller sum, so
-    # their front is part of the final front and every row it dominates can be
-    # dropped. Repeat while each round prunes most rows (small fronts).
+    cols = np.ascontiguousarray(values.T)  # criteria × items: contiguous per criterion
     sums = _sums(cols)
+    if k * n * n <= _FEW_CELLS:
+        return _front_of(cols)
+    # Phase 1: the row of largest sum is not dominated by any row of smaller sum, so
+    # it is on the front and every row it dominates can be dropped. Repeat while each
+    # round prunes most rows (small fronts).
     on_front = np.zeros(n, dtype=bool)
-    positions = np.arange(n)
-    while k * len(sums) ** 2 > _ALL_PAIRS:
+    positions = None  # of the remaining items in the input; None while all remain
+    while k * len(sums) ** 2 > _FEW_CELLS:
         top = int(sums.argmax())
-        tied = sums == sums[top]
-        if np.count_nonzero(tied) == 1:  # the usual case: one row of largest sum
-            on_front[positions[top]] = True
-            keep = (cols > cols[:, top, None]).any(axis=0)
+        if np.count_nonzero(sums == sums[top]) == 1:  # the usual case: no tie
+            on_front[_at(positions, top)] = True
+            kept = _above(cols, cols[:, top]).nonzero()[0]
         else:
-            lead = np.flatnonzero(tied)
+            lead = np.flatnonzero(sums == sums[top])
             lead = lead[_front_of(cols[:, lead])]
-            on_front[positions[lead]] = True
-            keep = ~_dominated(cols[:, lead], cols)  # also drops the lead rows
+            on_front[_at(positions, lead)] = True
+            kept = (~_dominated(cols[:, lead], cols)).nonzero()[0]  # also drops the lead rows
         before = len(sums)
-        cols, sums, positions = (
-            cols.compress(keep, axis=1),
-            sums.compress(keep),
-            positions.compress(keep),
-        )
-        if len(sums) * 2 > before:
-            return _sorted_front(cols, sums, positions, on_front)
-    on_front[positions[_front_of(cols)]] = True
+        cols, sums, positions = cols.take(kept, axis=1), sums.take(kept), _at(positions, kept)
+        if len(sums) * 2 > before:  # a large front: pruning rounds stop paying
+            if k * len(sums) ** 2 > _ALL_PAIRS:
+                return _sorted_front(cols, sums, positions, on_front)
+            break
+    on_front[_at(positions, _front_of(cols))] = True
     return on_front
 
 
