@@ -12,6 +12,7 @@ paretoset is warmed up first (its numba kernels compile on the first call) and
 run with ``distinct=False`` so that equal rows are all kept, as in dgprm.
 
 Usage: python benchmarks/pareto_fronts.py [--prefixes 100000] [--sizes 1000 10000 100000]
+       [--seeds 1] [--skip-batched]
 """
 
 from __future__ import annotations
@@ -85,34 +86,46 @@ def batched(m: int, n: int, k: int, rng: np.random.Generator) -> None:
     )
 
 
-def single_sets(sizes: list[int], dims: list[int], rng: np.random.Generator) -> None:
-    print("\n## single sets\n")
+def single_set(kind: str, n: int, k: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng((seed, n, k, kind == "correlated"))
+    if kind == "random":
+        return rng.random((n, k))
+    return rng.random((n, 1)) + 0.3 * rng.random((n, k))  # shared quality plus noise
+
+
+def single_sets(sizes: list[int], dims: list[int], seeds: int) -> None:
+    """One row per cell; with several seeds, times and ratio are medians over the seeds'
+    data sets and the worst ratio is shown too. The naive reference runs on seed 0."""
+    print(f"\n## single sets ({seeds} seed{'s' if seeds > 1 else ''} per cell)\n")
     print(
-        "| data | n | k | front | dgprm ms | paretoset ms | paretoset / dgprm | "
+        "| data | n | k | front | dgprm ms | paretoset ms | paretoset / dgprm | worst | "
         "naive ms | dgprm peak MiB |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for kind in ("random", "correlated"):
         for n in sizes:
             for k in dims:
-                if kind == "random":
-                    values = rng.random((n, k))
-                else:  # a shared quality factor plus per-criterion noise
-                    values = rng.random((n, 1)) + 0.3 * rng.random((n, k))
                 repeats = 5 if n <= 10_000 else 2
-                ours_s, ours = timed(pareto_front, values, repeats=repeats)
-                theirs_s, theirs = timed(paretoset_front, values, repeats=repeats)
-                naive = "–"
-                if n <= 10_000:
-                    naive_s, reference = timed(naive_front, values, repeats=1)
-                    check(f"{kind} n={n} k={k}", ours, theirs, reference)
-                    naive = f"{naive_s * 1e3:.0f}"
-                else:
-                    check(f"{kind} n={n} k={k}", ours, theirs)
-                peak = peak_mib(pareto_front, values)
+                ours_s, theirs_s, naive = [], [], "–"
+                for seed in range(seeds):
+                    values = single_set(kind, n, k, seed)
+                    ours_t, ours = timed(pareto_front, values, repeats=repeats)
+                    theirs_t, theirs = timed(paretoset_front, values, repeats=repeats)
+                    masks = [ours, theirs]
+                    if seed == 0:
+                        front, peak = int(ours.sum()), peak_mib(pareto_front, values)
+                        if n <= 10_000:
+                            naive_t, reference = timed(naive_front, values, repeats=1)
+                            masks.append(reference)
+                            naive = f"{naive_t * 1e3:.0f}"
+                    check(f"{kind} n={n} k={k} seed={seed}", *masks)
+                    ours_s.append(ours_t)
+                    theirs_s.append(theirs_t)
+                ratios = np.divide(theirs_s, ours_s)
                 print(
-                    f"| {kind} | {n:,} | {k} | {int(ours.sum()):,} | {ours_s * 1e3:.3f} | "
-                    f"{theirs_s * 1e3:.3f} | {theirs_s / ours_s:.2f}× | {naive} | {peak:.1f} |"
+                    f"| {kind} | {n:,} | {k} | {front:,} | {np.median(ours_s) * 1e3:.3f} | "
+                    f"{np.median(theirs_s) * 1e3:.3f} | {np.median(ratios):.2f}× | "
+                    f"{ratios.min():.2f}× | {naive} | {peak:.1f} |"
                 )
 
 
@@ -123,11 +136,14 @@ def main() -> None:
     parser.add_argument("--criteria", type=int, default=6)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 4, 8])
+    parser.add_argument("--seeds", type=int, default=1, help="data sets per single-set cell")
+    parser.add_argument("--skip-batched", action="store_true")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     paretoset_front(rng.random((50, 3)))  # numba compiles here, outside the timings
-    batched(args.prefixes, args.candidates, args.criteria, rng)
-    single_sets(args.sizes, args.dims, rng)
+    if not args.skip_batched:
+        batched(args.prefixes, args.candidates, args.criteria, rng)
+    single_sets(args.sizes, args.dims, args.seeds)
 
 
 if __name__ == "__main__":
