@@ -54,15 +54,37 @@ def test_pairs_satisfy_dominance(values):
         assert margin == pytest.approx((values[chosen] - values[rejected]).mean())
 
 
-# Thresholds that send even tiny inputs down each code path: all-pairs only, the
-# max-sum pruning rounds (ending in all-pairs or in sorted blocks), the sorted blocks
-# from their first row, and the chunked comparisons.
+# Thresholds that send even tiny inputs down each code path: all-pairs only; the
+# single-pivot rounds, the round of several pivots (leaders), or both, each ending in
+# all-pairs or in sorted blocks; the sorted blocks from their first row; and the
+# chunked comparisons. Two criteria always take the sweep (see the next test).
+_NEVER = 1 << 30
 PATHS = {
-    "all-pairs": {"_FEW_CELLS": 1 << 30},
-    "pruning": {"_FEW_CELLS": 0},
-    "pruning, then sorted blocks": {"_FEW_CELLS": 0, "_ALL_PAIRS": 0},
-    "sorted blocks": {"_FEW_CELLS": 0, "_ALL_PAIRS": 0, "_FIRST_BLOCK": 1},
-    "chunked": {"_FEW_CELLS": 0, "_ALL_PAIRS": 0, "_FIRST_BLOCK": 2, "_CELLS": 1},
+    "all-pairs": {"_FEW_CELLS": _NEVER},
+    "pivot rounds": {"_FEW_CELLS": 0, "_MID_CELLS": 0, "_LEADER_CELLS": _NEVER},
+    "leaders": {"_FEW_CELLS": 0, "_MID_CELLS": _NEVER, "_LEADER_CELLS": 0},
+    "two leaders": {"_FEW_CELLS": 0, "_MID_CELLS": _NEVER, "_LEADER_CELLS": 0, "_LEADERS": 2},
+    "rounds, leaders, sorted blocks": {
+        "_FEW_CELLS": 0,
+        "_MID_CELLS": 0,
+        "_LEADER_CELLS": 0,
+        "_ALL_PAIRS": 0,
+    },
+    "sorted blocks": {
+        "_FEW_CELLS": 0,
+        "_MID_CELLS": _NEVER,
+        "_LEADER_CELLS": _NEVER,
+        "_ALL_PAIRS": 0,
+        "_FIRST_BLOCK": 1,
+    },
+    "chunked": {
+        "_FEW_CELLS": 0,
+        "_MID_CELLS": _NEVER,
+        "_LEADER_CELLS": _NEVER,
+        "_ALL_PAIRS": 0,
+        "_FIRST_BLOCK": 2,
+        "_CELLS": 1,
+    },
 }
 larger = st.integers(1, 80).flatmap(
     lambda n: st.integers(1, 5).flatmap(
@@ -81,6 +103,28 @@ larger = st.integers(1, 80).flatmap(
 def test_every_code_path_matches_the_definition(path, values):
     with mock.patch.multiple(pareto, **PATHS[path]):
         assert np.array_equal(pareto_front(values), naive_front(values))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 300).flatmap(
+        lambda n: arrays(
+            np.float64,
+            (n, 2),
+            elements=st.one_of(small_ints.map(float), st.floats(-1e3, 1e3, width=16)),
+        )
+    )
+)
+def test_two_criteria_sweep_matches_the_definition(values):
+    # grid values give ties on one criterion and duplicate rows, both adjacent after the sort
+    assert np.array_equal(pareto_front(values), naive_front(values))
+
+
+def test_two_criteria_duplicates_share_their_fate():
+    values = np.array([[1.0, 1.0], [3.0, 0.0], [1.0, 1.0], [0.0, 3.0], [3.0, 0.0], [0.0, 0.0]])
+    assert pareto_front(values).tolist() == [True, True, True, True, True, False]
+    dominated = np.array([[1.0, 1.0], [2.0, 1.0], [1.0, 1.0], [1.0, 2.0]])
+    assert pareto_front(dominated).tolist() == [False, True, False, True]
 
 
 @settings(max_examples=30, deadline=None)

@@ -19,7 +19,10 @@ import math
 import numpy as np
 
 _CELLS = 1 << 22  # bound on the boolean cells of any one comparison block
-_FEW_CELLS = 1 << 13  # criteria × rows² below which pruning rounds stop paying
+_FEW_CELLS = 1 << 13  # criteria × rows² up to which all-pairs alone is fastest
+_MID_CELLS = 1 << 18  # ... above which single-pivot pruning rounds pay
+_LEADER_CELLS = 1 << 15  # ... above which one round with several pivots pays
+_LEADERS = 8  # pivots of that round: the items of largest sum
 _ALL_PAIRS = 1 << 17  # ... up to which all-pairs beats sorted blocks on a large front
 _BATCH_CELLS = 1 << 16  # candidate pairs × prefixes per batched block: stays in cache
 _FIRST_BLOCK = 32  # rows in the first sorted block
@@ -123,19 +126,55 @@ def _sums(cols: np.ndarray) -> np.ndarray:
     return (cols * 2.0 ** -math.ceil(math.log2(len(cols)))).sum(axis=0)
 
 
-def _above(cols: np.ndarray, pivot: np.ndarray) -> np.ndarray:
-    """Mask of the items (columns) above ``pivot`` on some criterion."""
-    if len(cols) <= 2:  # a per-criterion pass is cheaper than a broadcast reduction
-        keep = cols[0] > pivot[0]
-        for c in range(1, len(cols)):
-            keep |= cols[c] > pivot[c]
-        return keep
-    return (cols > pivot[:, None]).any(axis=0)
-
-
 def _at(positions: np.ndarray | None, index: np.ndarray | int) -> np.ndarray | int:
     """Input positions of the remaining items at ``index`` (``None``: all items remain)."""
     return index if positions is None else positions[index]
+
+
+def _sweep_2d(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the front items of two criteria, by one sort: with x descending
+    (ties by y descending), an item is on the front when its y beats every y before it.
+
+    Example:
+        >>> _sweep_2d(np.array([3.0, 1.0, 2.0, 3.0]), np.array([1.0, 2.0, 0.0, 1.0])).tolist()
+        [3, 0, 1]
+    """
+    order = np.lexsort((y, x))[::-1]
+    ys = y[order]
+    best = np.maximum.accumulate(ys)
+    front = np.empty(len(order), dtype=bool)
+    front[:1] = True
+    np.greater(ys[1:], best[:-1], out=front[1:])
+    if (ys[1:] == best[:-1]).any():  # maybe equal items (adjacent): all share the first's fate
+        xs = x[order]
+        same = np.zeros(len(order), dtype=bool)
+        same[1:] = (xs[1:] == xs[:-1]) & (ys[1:] == ys[:-1])
+        front = front[np.maximum.accumulate(np.where(same, 0, np.arange(len(order))))]
+    return order[front]
+
+
+def _front_two(cols: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """Front mask for two criteria: the item of largest sum dominates every item below
+    it on both criteria; one sweep over the rest finds the front (ties included)."""
+    x, y = cols
+    top = int(sums.argmax())
+    near = ((x >= x[top]) | (y >= y[top])).nonzero()[0]
+    mask = np.zeros(len(x), dtype=bool)
+    mask[near[_sweep_2d(x[near], y[near])]] = True
+    return mask
+
+
+def _leaders_prune(cols: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """Indices of the items not dominated by one of the ``_LEADERS`` items of largest sum.
+
+    An item ≥-covered by a leader of strictly larger sum is dominated by it (equal
+    items have equal sums). Leaders are never dropped, so none needs to be on the front.
+    """
+    few = min(_LEADERS, len(sums))
+    lead = np.argpartition(sums, -few)[-few:]
+    covered = np.logical_and.reduce(cols[:, lead, None] >= cols[:, None, :], axis=0)
+    covered &= sums[lead, None] > sums
+    return (~np.logical_or.reduce(covered, axis=0)).nonzero()[0]
 
 
 def _front_single(values: np.ndarray) -> np.ndarray:
@@ -144,18 +183,20 @@ def _front_single(values: np.ndarray) -> np.ndarray:
         return np.ones(n, dtype=bool)
     cols = np.ascontiguousarray(values.T)  # criteria × items: contiguous per criterion
     sums = _sums(cols)
+    if k == 2:
+        return _front_two(cols, sums)
     if k * n * n <= _FEW_CELLS:
         return _front_of(cols)
-    # Phase 1: the row of largest sum is not dominated by any row of smaller sum, so
-    # it is on the front and every row it dominates can be dropped. Repeat while each
-    # round prunes most rows (small fronts).
     on_front = np.zeros(n, dtype=bool)
     positions = None  # of the remaining items in the input; None while all remain
-    while k * len(sums) ** 2 > _FEW_CELLS:
+    # 1. The row of largest sum is not dominated by any row of smaller sum, so it is
+    # on the front and every row it dominates can be dropped. Repeat while the set is
+    # large and each round prunes most rows (small fronts).
+    while k * len(sums) ** 2 > _MID_CELLS:
         top = int(sums.argmax())
         if np.count_nonzero(sums == sums[top]) == 1:  # the usual case: no tie
             on_front[_at(positions, top)] = True
-            kept = _above(cols, cols[:, top]).nonzero()[0]
+            kept = (cols > cols[:, top, None]).any(axis=0).nonzero()[0]
         else:
             lead = np.flatnonzero(sums == sums[top])
             lead = lead[_front_of(cols[:, lead])]
@@ -163,12 +204,17 @@ def _front_single(values: np.ndarray) -> np.ndarray:
             kept = (~_dominated(cols[:, lead], cols)).nonzero()[0]  # also drops the lead rows
         before = len(sums)
         cols, sums, positions = cols.take(kept, axis=1), sums.take(kept), _at(positions, kept)
-        if len(sums) * 2 > before:  # a large front: pruning rounds stop paying
-            if k * len(sums) ** 2 > _ALL_PAIRS:
-                return _sorted_front(cols, sums, positions, on_front)
+        if len(sums) * 2 > before:  # a large front: single pivots stop paying
             break
-    on_front[_at(positions, _front_of(cols))] = True
-    return on_front
+    # 2. Several pivots at once thin out what is left before the quadratic finish.
+    if k * len(sums) ** 2 > _LEADER_CELLS:
+        kept = _leaders_prune(cols, sums)
+        cols, sums, positions = cols.take(kept, axis=1), sums.take(kept), _at(positions, kept)
+    # 3. Finish: all-pairs up to a size, sorted blocks beyond (a large front).
+    if k * len(sums) ** 2 <= _ALL_PAIRS:
+        on_front[_at(positions, _front_of(cols))] = True
+        return on_front
+    return _sorted_front(cols, sums, np.arange(n) if positions is None else positions, on_front)
 
 
 def _sorted_front(
