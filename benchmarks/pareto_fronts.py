@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="data sets per single-set cell")
     parser.add_argument("--skip-batched", action="store_true")
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
     rng = np.random.default_rng(0)
     paretoset_front(rng.random((50, 3)))  # numba compiles here, outside the timings
     if not args.skip_batched:

@@ -179,14 +179,14 @@ def _leaders_prune(cols: np.ndarray, sums: np.ndarray) -> np.ndarray:
 
 def _front_single(values: np.ndarray) -> np.ndarray:
     n, k = values.shape
-    if k == 0 or n == 0:  # no criteria: all rows are equal
+    if k == 0 or n == 0:  # no rows, or no criteria (then all rows are equal)
         return np.ones(n, dtype=bool)
     cols = np.ascontiguousarray(values.T)  # criteria × items: contiguous per criterion
     sums = _sums(cols)
-    if k == 2:
-        return _front_two(cols, sums)
     if k * n * n <= _FEW_CELLS:
         return _front_of(cols)
+    if k == 2:
+        return _front_two(cols, sums)
     on_front = np.zeros(n, dtype=bool)
     positions = None  # of the remaining items in the input; None while all remain
     # 1. The row of largest sum is not dominated by any row of smaller sum, so it is
@@ -194,11 +194,12 @@ def _front_single(values: np.ndarray) -> np.ndarray:
     # large and each round prunes most rows (small fronts).
     while k * len(sums) ** 2 > _MID_CELLS:
         top = int(sums.argmax())
-        if np.count_nonzero(sums == sums[top]) == 1:  # the usual case: no tie
+        tied = sums == sums[top]
+        if np.count_nonzero(tied) == 1:  # the usual case: no tie
             on_front[_at(positions, top)] = True
             kept = (cols > cols[:, top, None]).any(axis=0).nonzero()[0]
         else:
-            lead = np.flatnonzero(sums == sums[top])
+            lead = np.flatnonzero(tied)
             lead = lead[_front_of(cols[:, lead])]
             on_front[_at(positions, lead)] = True
             kept = (~_dominated(cols[:, lead], cols)).nonzero()[0]  # also drops the lead rows
