@@ -100,6 +100,18 @@ def load_policy(spec: str) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def _no_checkpointing(config_class: type) -> dict[str, bool]:
+    """Turn activation checkpointing off under the name this transformers version uses
+    (``gradient_checkpointing`` is deprecated from transformers 5)."""
+    fields = getattr(config_class, "__dataclass_fields__", {})
+    name = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in fields
+        else "gradient_checkpointing"
+    )
+    return {name: False}
+
+
 def train_dpo(
     pairs: str | Path, model_spec: str, out: str | Path, options: TrainOptions | None = None
 ) -> dict[str, Any]:
@@ -144,8 +156,8 @@ def train_dpo(
         report_to="none",
         seed=options.seed,
         use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=False,
         dataset_num_proc=None,
+        **_no_checkpointing(DPOConfig),
     )
     trainer = DPOTrainer(
         model=model,
