@@ -102,15 +102,6 @@ def _front_of(cols: np.ndarray) -> np.ndarray:
     return ~hit
 
 
-def _added(cols: np.ndarray) -> np.ndarray:
-    """Per-item sums, one criterion after the other (few criteria: fewer numpy calls
-    than a reduction; the same order of additions for every item)."""
-    sums = cols[0] + cols[1] if len(cols) > 1 else cols[0].copy()
-    for c in range(2, len(cols)):
-        sums += cols[c]
-    return sums
-
-
 def _sums(cols: np.ndarray) -> np.ndarray:
     """Per-item sums; also the finiteness check (a NaN or inf makes its sum non-finite).
 
@@ -118,7 +109,8 @@ def _sums(cols: np.ndarray) -> np.ndarray:
     dominates, and equal rows have equal sums. Sums that overflow are taken over
     values scaled by a power of two, which keeps both properties.
     """
-    sums = cols.sum(axis=0) if len(cols) > 4 else _added(cols)
+    # the same order of additions for every item; two criteria: one add beats a reduction
+    sums = cols[0] + cols[1] if len(cols) == 2 else np.add.reduce(cols, axis=0)
     # a NaN is both argmax and argmin; +inf is the largest, -inf the smallest
     if math.isfinite(sums[sums.argmax()]) and math.isfinite(sums[sums.argmin()]):
         return sums
@@ -172,8 +164,8 @@ def _leaders_prune(cols: np.ndarray, sums: np.ndarray) -> np.ndarray:
     """
     few = min(_LEADERS, len(sums))
     lead = np.argpartition(sums, -few)[-few:]
-    covered = np.logical_and.reduce(cols[:, lead, None] >= cols[:, None, :], axis=0)
-    covered &= sums[lead, None] > sums
+    covered = np.logical_and.reduce(cols.take(lead, axis=1)[:, :, None] >= cols[:, None], axis=0)
+    covered &= sums.take(lead)[:, None] > sums
     return (~np.logical_or.reduce(covered, axis=0)).nonzero()[0]
 
 
