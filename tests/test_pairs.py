@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import subprocess
 import sys
 
@@ -155,3 +156,52 @@ def test_train_refuses_bad_pairs_before_loading_a_model(tmp_path, line, message)
     )
     assert done.returncode == 2
     assert message.replace("line 1", f"{pairs}:1") in done.stderr.replace("\n", "")
+
+
+@pytest.mark.parametrize("conversational", [False, True], ids=["plain", "conversational"])
+def test_exported_file_goes_straight_into_trl_dpo(tmp_path, tiny_model, conversational):
+    """The export file itself, metadata columns included, passes TRL's DPO data preparation
+    (prompt extraction, EOS, tokenisation, chat template) and trains a step."""
+    pytest.importorskip("trl")
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    from dgprm.train import _no_checkpointing
+
+    scorer, _ = make_scorer()
+    _, scored = run(scorer, tmp_path, candidates={"q1": list(SCORES)})
+    out = tmp_path / "pairs.jsonl"
+    export_pairs(scored, out, ["q1"], PairsReport(), conversational=conversational)
+    dataset = load_dataset("json", data_files=str(out), split="train")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    config = DPOConfig(
+        output_dir=str(tmp_path / "run"),
+        max_steps=1,
+        per_device_train_batch_size=len(dataset),
+        report_to="none",
+        use_cpu=True,
+        **_no_checkpointing(DPOConfig),
+    )
+    trainer = DPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_model),
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    prepared = trainer.train_dataset
+    assert len(prepared) == len(dataset) == 3  # no pair dropped by the preparation
+    for row, source in zip(prepared, dataset, strict=True):
+        chosen = tokenizer.decode(row["chosen_ids"])
+        rejected = tokenizer.decode(row["rejected_ids"])
+        if conversational:
+            assert source["chosen"][0]["content"] in chosen
+            assert source["rejected"][0]["content"] in rejected
+            assert source["prompt"][0]["content"] in tokenizer.decode(row["prompt_ids"])
+        else:  # the step follows the prompt on a token boundary, so nothing is cut
+            assert tokenizer.decode(row["prompt_ids"]) == source["prompt"]
+            assert chosen == source["chosen"] + tokenizer.eos_token
+            assert rejected == source["rejected"] + tokenizer.eos_token
+    trainer.train()
+    assert trainer.state.global_step == 1
+    assert all(math.isfinite(e["loss"]) for e in trainer.state.log_history if "loss" in e)

@@ -1,5 +1,5 @@
 """Step-wise DPO through TRL on a tiny, randomly initialised model with SmolLM2's tokenizer
-(read offline from the packaged GGUF). Checks the learning signal and the saved output."""
+(the ``tiny_model`` fixture in conftest). Checks the learning signal and the saved output."""
 
 from __future__ import annotations
 
@@ -27,40 +27,6 @@ ROWS = [
     }
     for a, b in [(2, 3), (4, 1), (6, 2), (3, 3)]
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    _, tokenizer = load_policy_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    path = tmp_path_factory.mktemp("tiny")
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def load_policy_tokenizer():
-    from transformers import AutoTokenizer
-
-    from dgprm.llm.embedded import packaged_gguf
-
-    gguf = packaged_gguf()
-    return gguf, AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
 
 
 @pytest.fixture
