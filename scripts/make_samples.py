@@ -54,12 +54,26 @@ def main() -> None:
     (OUT / "processbench_gsm8k.json").write_text(json.dumps(picks, ensure_ascii=False, indent=1))
     with (OUT / "trajectories.jsonl").open("w", encoding="utf-8") as handle:
         for item in picks:
-            handle.write(json.dumps({"id": item["id"], "question": item["problem"],
-                                     "steps": item["steps"]}, ensure_ascii=False) + "\n")
+            handle.write(
+                json.dumps(
+                    {"id": item["id"], "question": item["problem"], "steps": item["steps"]},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     with (OUT / "prefixes.jsonl").open("w", encoding="utf-8") as handle:
         for item in picks:  # the first step of each solution; candidates continue from step 2
-            handle.write(json.dumps({"id": f"{item['id']}/1", "question": item["problem"],
-                                     "steps": item["steps"][:1]}, ensure_ascii=False) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "id": f"{item['id']}/1",
+                        "question": item["problem"],
+                        "steps": item["steps"][:1],
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     print(f"{len(records)} PRMBench records, {len(chosen)} pairs, {len(picks)} ProcessBench items")
 
 
