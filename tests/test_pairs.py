@@ -167,8 +167,6 @@ def test_exported_file_goes_straight_into_trl_dpo(tmp_path, tiny_model, conversa
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from dgprm.train import _no_checkpointing
-
     scorer, _ = make_scorer()
     _, scored = run(scorer, tmp_path, candidates={"q1": list(SCORES)})
     out = tmp_path / "pairs.jsonl"
@@ -181,7 +179,6 @@ def test_exported_file_goes_straight_into_trl_dpo(tmp_path, tiny_model, conversa
         per_device_train_batch_size=len(dataset),
         report_to="none",
         use_cpu=True,
-        **_no_checkpointing(DPOConfig),
     )
     trainer = DPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(tiny_model),
