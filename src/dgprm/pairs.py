@@ -185,7 +185,7 @@ class PairsReport:
     prefixes: int = 0
     skipped: int = 0
     candidates: int = 0
-    exported_prefixes: int = 0
+    exported_prefixes: int = 0  # prefixes with at least one pair in the export
     pairs: int = 0
     no_pair: int = 0
     too_few: int = 0
@@ -193,10 +193,11 @@ class PairsReport:
     ledger: Ledger = field(default_factory=Ledger)
 
     def rows(self) -> list[tuple[str, str]]:
+        sources = f"{self.exported_prefixes} prefix{'' if self.exported_prefixes == 1 else 'es'}"
         return [
             ("prefixes scored", f"{self.prefixes} (+{self.skipped} from an earlier run)"),
             ("candidates scored", str(self.candidates)),
-            ("pairs exported", f"{self.pairs} from {self.exported_prefixes} prefixes"),
+            ("pairs exported", f"{self.pairs} from {sources}"),
             ("prefixes without a pair", f"{self.no_pair} (candidates mutually non-dominated)"),
             ("prefixes with < 2 scored candidates", str(self.too_few)),
             *self.ledger.summary_rows(self.prefixes, "prefix"),
@@ -219,11 +220,12 @@ def export_pairs(
     rows: list[dict[str, Any]] = []
     for prefix_id in ids:
         scored = by_id[prefix_id]
-        report.exported_prefixes += 1
         if len(scored.vectors) < 2:
             report.too_few += 1
         elif not scored.pairs:
             report.no_pair += 1
+        else:
+            report.exported_prefixes += 1
         rows.extend(dpo_rows(scored, conversational=conversational))
     report.pairs = write_jsonl(out, rows)
 
