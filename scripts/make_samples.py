@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from dgprm.data import prmbench_pairs
+from dgprm.records import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "dgprm" / "samples"
@@ -35,9 +36,7 @@ def main() -> None:
     for index, file in enumerate(sorted(data.glob("prm800k_test_p1_*.jsonl"))):
         records += short_records(file, 2 + index % 2)[-2:]
     records += short_records(data / "prm_test_p12_multi_solutions.jsonl", 2)
-    with (OUT / "prmbench_records.jsonl").open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    write_jsonl(OUT / "prmbench_records.jsonl", records)
     pairs = prmbench_pairs(OUT / "prmbench_records.jsonl")
     seen: set[str] = set()
     chosen = []
@@ -46,34 +45,18 @@ def main() -> None:
         if category not in seen:
             seen.add(category)
             chosen.append(pair)
-    with (OUT / "pairs.jsonl").open("w", encoding="utf-8") as handle:
-        for pair in chosen:
-            handle.write(json.dumps(pair, ensure_ascii=False) + "\n")
+    write_jsonl(OUT / "pairs.jsonl", chosen)
     items = json.loads((shared / "processbench" / "gsm8k.json").read_text())
     picks = [i for i in items if i["label"] == -1][:2] + [i for i in items if i["label"] >= 0][:2]
     (OUT / "processbench_gsm8k.json").write_text(json.dumps(picks, ensure_ascii=False, indent=1))
-    with (OUT / "trajectories.jsonl").open("w", encoding="utf-8") as handle:
-        for item in picks:
-            handle.write(
-                json.dumps(
-                    {"id": item["id"], "question": item["problem"], "steps": item["steps"]},
-                    ensure_ascii=False,
-                )
-                + "\n"
-            )
-    with (OUT / "prefixes.jsonl").open("w", encoding="utf-8") as handle:
-        for item in picks:  # the first step of each solution; candidates continue from step 2
-            handle.write(
-                json.dumps(
-                    {
-                        "id": f"{item['id']}/1",
-                        "question": item["problem"],
-                        "steps": item["steps"][:1],
-                    },
-                    ensure_ascii=False,
-                )
-                + "\n"
-            )
+    write_jsonl(
+        OUT / "trajectories.jsonl",
+        [{"id": i["id"], "question": i["problem"], "steps": i["steps"]} for i in picks],
+    )
+    write_jsonl(  # the first step of each solution; candidates continue from step 2
+        OUT / "prefixes.jsonl",
+        [{"id": f"{i['id']}/1", "question": i["problem"], "steps": i["steps"][:1]} for i in picks],
+    )
     print(f"{len(records)} PRMBench records, {len(chosen)} pairs, {len(picks)} ProcessBench items")
 
 
