@@ -80,7 +80,7 @@ def test_export_is_trl_format_with_metadata_and_counts_pairless_prefixes(tmp_pat
     report = PairsReport()
     export_pairs(scored, out, ["q1", "q2"], report)
     # the pairs come from q1 alone; q2's candidates are mutually non-dominated
-    assert (report.pairs, report.exported_prefixes, report.no_pair) == (3, 1, 1)
+    assert (report.pairs, report.paired_prefixes, report.no_pair) == (3, 1, 1)
     rows = load_dataset("json", data_files=str(out), split="train")
     assert set(rows.column_names) >= {
         "prompt",

@@ -185,7 +185,7 @@ class PairsReport:
     prefixes: int = 0
     skipped: int = 0
     candidates: int = 0
-    exported_prefixes: int = 0  # prefixes with at least one pair in the export
+    paired_prefixes: int = 0  # prefixes with at least one pair in the export
     pairs: int = 0
     no_pair: int = 0
     too_few: int = 0
@@ -193,7 +193,7 @@ class PairsReport:
     ledger: Ledger = field(default_factory=Ledger)
 
     def rows(self) -> list[tuple[str, str]]:
-        sources = f"{self.exported_prefixes} prefix{'' if self.exported_prefixes == 1 else 'es'}"
+        sources = f"{self.paired_prefixes} prefix{'' if self.paired_prefixes == 1 else 'es'}"
         return [
             ("prefixes scored", f"{self.prefixes} (+{self.skipped} from an earlier run)"),
             ("candidates scored", str(self.candidates)),
@@ -225,7 +225,7 @@ def export_pairs(
         elif not scored.pairs:
             report.no_pair += 1
         else:
-            report.exported_prefixes += 1
+            report.paired_prefixes += 1
         rows.extend(dpo_rows(scored, conversational=conversational))
     report.pairs = write_jsonl(out, rows)
 
