@@ -193,17 +193,18 @@ def train_dpo(
 
 
 def completion_logprob(model: Any, tokenizer: Any, prompt: str, completion: str) -> float:
-    """Sum of the log-probabilities of ``completion``'s tokens after ``prompt``."""
+    """Sum of the log-probabilities of ``completion``'s tokens after ``prompt``
+    (computed on the model's device)."""
     import torch
 
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     full_ids = tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]
-    ids = torch.tensor([full_ids])
+    ids = torch.tensor([full_ids], device=model.device)
     with torch.no_grad():
         logits = model(ids).logits[0, :-1].float()
     logprobs = torch.log_softmax(logits, dim=-1)
     targets = ids[0, 1:]
-    picked = logprobs[torch.arange(len(targets)), targets]
+    picked = logprobs[torch.arange(len(targets), device=ids.device), targets]
     return float(picked[len(prompt_ids) - 1 :].sum())
 
 
