@@ -9,6 +9,8 @@ import pytest
 
 pytest.importorskip("trl")
 
+from transformers import TrainerCallback  # noqa: E402
+
 from dgprm.train import (  # noqa: E402
     TrainOptions,
     implicit_margin,
@@ -51,6 +53,53 @@ def test_dpo_increases_the_implicit_reward_margin_and_the_output_reloads(
     reference, _ = load_policy(str(tiny_model))
     margins = [implicit_margin(trained, reference, tokenizer, r, 0.1) for r in ROWS]
     assert min(margins) > 0  # every chosen step gained on its rejected twin
+
+
+class _StopAt(TrainerCallback):
+    """Kills training when it reaches ``step`` (after the checkpoints of earlier steps)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise RuntimeError("killed")
+
+
+def _logged_losses(out):
+    log = json.loads((out / "training_log.json").read_text())["log_history"]
+    return [entry["loss"] for entry in log if "loss" in entry]
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_and_ends_where_an_unbroken_one_does(
+    tiny_model, pairs_file, tmp_path
+):
+    # two batches per epoch: the checkpoint after step 1 is mid-epoch, so resuming must
+    # restore the data order and skip the batch already seen
+    options = TrainOptions(max_steps=4, learning_rate=5e-3, batch_size=2, save_steps=1)
+    unbroken = train_dpo(pairs_file, str(tiny_model), tmp_path / "unbroken", options)
+    out = tmp_path / "dpo"
+    with pytest.raises(RuntimeError, match="killed"):
+        train_dpo(pairs_file, str(tiny_model), out, options, callbacks=[_StopAt(2)])
+    checkpoints = tmp_path / "dpo.partial" / "checkpoints"
+    assert [p.name for p in checkpoints.glob("checkpoint-*")] == ["checkpoint-1"]
+    (checkpoints / "checkpoint-2").mkdir()  # a run killed while saving leaves a partial one
+    (checkpoints / "checkpoint-2" / "model.safetensors").write_bytes(b"")
+    assert not out.exists()
+    resumed = train_dpo(pairs_file, str(tiny_model), out, options)
+    assert resumed["resumed_from_step"] == 1 and unbroken["resumed_from_step"] is None
+    assert resumed["steps"] == 4 and not (tmp_path / "dpo.partial").exists()
+    assert _logged_losses(out) == pytest.approx(_logged_losses(tmp_path / "unbroken"), rel=1e-5)
+
+
+def test_a_partial_run_with_other_options_is_started_afresh(tiny_model, pairs_file, tmp_path):
+    out = tmp_path / "dpo"
+    options = TrainOptions(max_steps=3, learning_rate=5e-3, batch_size=2, save_steps=2)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_dpo(pairs_file, str(tiny_model), out, options, callbacks=[_StopAt(3)])
+    options.learning_rate = 1e-3
+    summary = train_dpo(pairs_file, str(tiny_model), out, options)
+    assert summary["resumed_from_step"] is None and summary["steps"] == 3
 
 
 def test_lora_adapter_is_saved_and_reloads(tiny_model, pairs_file, tmp_path):

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.tree import Tree as RichTree
 
 from dgprm.config import Settings
-from dgprm.records import InputError
+from dgprm.records import InputError, file_sha256
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -159,7 +159,6 @@ def _extend(
 ) -> None:
     from dgprm.embed import make_embedder
     from dgprm.tree import RewardTree, extend_tree
-    from dgprm.tree.model import file_sha256
 
     pairs = _read_pairs(pairs_path, settings, limit)
     tree = RewardTree.load(tree_dir) if tree_dir is not None else None
@@ -552,9 +551,13 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Pairs per device batch.")] = 4,
     max_length: Annotated[int, typer.Option(help="Longest prompt + step in tokens.")] = 512,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    save_steps: Annotated[
+        int, typer.Option(min=0, help="Checkpoint every N steps (the latest is kept; 0: never).")
+    ] = 200,
 ) -> None:
     """Step-wise DPO with TRL's DPOTrainer (CPU or CUDA, offline). Saves the model or
-    LoRA adapter, its tokenizer and training_log.json to OUT."""
+    LoRA adapter, its tokenizer and training_log.json to OUT. An interrupted run resumes
+    from its latest checkpoint when the same command is run again."""
     from dgprm.train import TrainOptions, read_dpo_rows, train_dpo
 
     read_dpo_rows(pairs_file)  # fail on bad input before loading a model
@@ -568,6 +571,7 @@ def train(
         batch_size=batch_size,
         max_length=max_length,
         seed=seed,
+        save_steps=save_steps,
     )
     summary = train_dpo(pairs_file, model, out, options)
     rows = [

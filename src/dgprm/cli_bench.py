@@ -25,7 +25,7 @@ from dgprm.cli import (
     tree_settings,
 )
 from dgprm.config import Settings
-from dgprm.records import InputError
+from dgprm.records import InputError, file_sha256
 
 bench_app = typer.Typer(
     help="PRMBench and ProcessBench with their official metrics.", no_args_is_help=True
@@ -233,7 +233,6 @@ def bench_prmbench(
     )
     from dgprm.bench.runner import PREDICTIONS, Task, start_run
     from dgprm.data import fold_key, prmbench_question, question_fold
-    from dgprm.tree.model import file_sha256
 
     source = resolve_source(data, subset400=subset400)
     records = prmbench_records(source)

