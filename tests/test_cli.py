@@ -82,3 +82,33 @@ def test_prmbench_pairs_folds_partition_the_questions(tmp_path):
 def test_help_lists_commands():
     result = dgprm("--help")
     assert result.returncode == 0 and "tree" in result.stdout and "data" in result.stdout
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_inside_a_command_exits_130_with_a_message(monkeypatch, tmp_path, capsys):
+    from dgprm import cli
+    from dgprm.tree import RewardTree
+
+    monkeypatch.setattr(RewardTree, "load", _interrupt)  # Ctrl-C while the tree loads
+    monkeypatch.setattr(sys, "argv", ["dgprm", "tree", "show", str(tmp_path)])
+    with pytest.raises(SystemExit) as stopped:
+        cli.main()
+    assert stopped.value.code == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tree", "show", "--no-such-option"], "No such option: --no-such-option"),
+        (["tree", "build"], "Missing argument 'pairs'"),
+        (["train", "p.jsonl", "--model", "m", "-o", "o", "--save-steps", "-1"], "--save-steps"),
+    ],
+)
+def test_usage_errors_are_a_message_and_exit_2_not_a_traceback(args, message):
+    result = dgprm(*args)
+    assert result.returncode == 2 and message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -587,24 +587,32 @@ from dgprm.cli_bench import bench_app  # noqa: E402  (registers after the shared
 app.add_typer(bench_app, name="bench")
 
 
+_INTERRUPTED = 130  # exit status of a run stopped by Ctrl-C (128 + SIGINT)
+
+
 def main() -> None:
     """Entry point: run the app, turning bad input into a one-line error and exit code 2."""
     from dgprm.tree.model import TreeError
 
     try:
-        app(standalone_mode=False)
+        status = app(standalone_mode=False)
     except (InputError, TreeError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
-        console.print("[red]interrupted[/] (re-run the same command to continue)")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
+        status = _INTERRUPTED
+    except Exception as exc:
+        # click's usage errors and exits, matched by shape: typer vendors its own copy of
+        # click in recent versions, whose classes are not click's
+        code = getattr(exc, "exit_code", None)
+        if not isinstance(code, int):
+            raise
+        if callable(getattr(exc, "show", None)):
             exc.show()
-            sys.exit(exc.exit_code)
-        raise
+        sys.exit(code)
+    # Outside standalone mode typer returns an exit status instead of exiting; Ctrl-C
+    # inside a command comes back as status 130.
+    if status == _INTERRUPTED:
+        console.print("[red]interrupted[/] (re-run the same command to continue)")
+    if isinstance(status, int) and status:
+        sys.exit(status)
