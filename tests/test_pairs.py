@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from dgprm.config import Settings
-from dgprm.llm import LLMClient
+from dgprm.llm import LLMClient, TransientLLMError
 from dgprm.pairs import PairsReport, export_pairs, score_prefixes
 from dgprm.records import Prefix
 from dgprm.scoring import StepScorer
@@ -114,6 +114,30 @@ def test_policy_samples_with_temperature_and_distinct_seeds_and_resume_skips(tmp
     assert sorted(row["candidates"]) == sorted(texts)  # "Step 2:" stripped, duplicate dropped
     again, _ = run(scorer, tmp_path, policy=policy, n=5, temperature=0.7, seed=10)
     assert (again.prefixes, again.skipped, len(policy_backend.requests)) == (0, 1, 5)
+
+
+def test_a_prefix_whose_policy_failed_is_redone_only_with_retry_errors(tmp_path):
+    scorer, _ = make_scorer()
+    texts = list(SCORES)
+    server = {"up": False}
+
+    def sample(request):
+        if not server["up"]:
+            raise TransientLLMError("connection refused")
+        return texts[request.seed % 4]
+
+    policy_backend = ScriptedBackend(sample)
+    policy = LLMClient(policy_backend, backoff=0.0, max_retries=0)
+    first, scored = run(scorer, tmp_path, policy=policy, n=4, temperature=0.7)
+    row = json.loads(scored.read_text())
+    assert row["candidates"] == [] and len(row["errors"]) == 4  # counted, not guessed
+    server["up"] = True
+    kept, _ = run(scorer, tmp_path, policy=policy, n=4, temperature=0.7)
+    assert (kept.prefixes, kept.skipped_with_errors) == (0, 1)
+    redone, _ = run(scorer, tmp_path, policy=policy, n=4, temperature=0.7, retry_errors=True)
+    assert (redone.prefixes, redone.retried, redone.candidates) == (1, 1, 4)
+    rows = scored.read_text().splitlines()
+    assert len(rows) == 1 and json.loads(rows[0])["errors"] == []
 
 
 def test_failed_scoring_is_an_error_record_not_a_candidate(tmp_path):

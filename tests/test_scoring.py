@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from dgprm.config import Settings
+from dgprm.llm import TransientLLMError
 from dgprm.matching import ChildIndex
 from dgprm.records import InputError, Trajectory
 from dgprm.runner import score_many
 from dgprm.scoring import CRITIC_ID, StepScorer, aggregate, context_window
 from dgprm.tree.model import Criterion, Node, RewardTree
-from tests.conftest import KeywordEmbedder
+from tests.conftest import KeywordEmbedder, user_text
 
 
 def unit(*xs):
@@ -196,6 +197,35 @@ def test_bad_inputs_are_refused(scripted_client, embedder):
     client, _ = scripted_client(judge)
     with pytest.raises(InputError, match="embedder"):
         StepScorer(small_tree(embedder), client, KeywordEmbedder(model_id="other"), Settings())
+
+
+def test_resume_keeps_records_with_errors_unless_asked_to_retry_them(
+    scripted_client, embedder, tmp_path
+):
+    server = {"up": False}  # down for t1's steps on the first run
+
+    def answer(request):
+        if "step 1" in user_text(request) and not server["up"]:
+            raise TransientLLMError("connection refused")
+        return judge(request)
+
+    scorer, backend = make_scorer(scripted_client, embedder, answer=answer, mode="static")
+    items = [Trajectory(id=f"t{i}", question="q", steps=[f"step {i}"]) for i in range(2)]
+    out = tmp_path / "rewards.jsonl"
+    asyncio.run(score_many(scorer, items, out))
+    rows = {json.loads(line)["id"]: json.loads(line) for line in out.read_text().splitlines()}
+    assert rows["t0"]["errors"] == [] and rows["t1"]["errors"]  # an error record, no score
+    server["up"] = True
+    kept = asyncio.run(score_many(scorer, items, out))
+    assert (kept.trajectories, kept.skipped, kept.skipped_with_errors) == (0, 2, 1)
+    assert "1 of them with errors (--retry-errors redoes them)" in dict(kept.rows())["trajectories"]
+    backend.requests.clear()
+    retried = asyncio.run(score_many(scorer, items, out, retry_errors=True))
+    assert (retried.trajectories, retried.skipped, retried.retried) == (1, 1, 1)
+    assert all("step 1" in user_text(r) for r in backend.requests)  # only t1 is redone
+    rows = {json.loads(line)["id"]: json.loads(line) for line in out.read_text().splitlines()}
+    assert sorted(rows) == ["t0", "t1"] and rows["t1"]["errors"] == []
+    assert rows["t1"]["steps"][0]["vector"] == [0.8, 0.8]
 
 
 def test_score_many_writes_records_and_resume_skips_finished_ids(

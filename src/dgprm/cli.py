@@ -60,6 +60,14 @@ FoldOpt = Annotated[
     int | None, typer.Option(help="Keep only questions hashing into this fold (0-based).")
 ]
 FoldsOpt = Annotated[int, typer.Option(help="Number of folds.")]
+RetryErrorsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--retry-errors",
+        help="Redo the records of an earlier run that have errors (answers that were "
+        "received come from the cache; failed calls are made again).",
+    ),
+]
 TruncateOpt = Annotated[
     bool,
     typer.Option(
@@ -348,11 +356,12 @@ def score(
     cache: CacheOpt = None,
     max_chars: MaxCharsOpt = None,
     truncate: TruncateOpt = False,
+    retry_errors: RetryErrorsOpt = False,
 ) -> None:
     """Score every step of every trajectory: a reward vector per step.
 
     Trajectories whose id is already in OUT are skipped, so an interrupted run
-    continues where it stopped.
+    continues where it stopped (--retry-errors also redoes those with errors).
     """
     from dgprm.embed import make_embedder
     from dgprm.records import Trajectory, read_records
@@ -398,7 +407,12 @@ def score(
     report = run_with_progress(
         client,
         lambda progress: score_many(
-            scorer, items, out, concurrency=settings.concurrency, progress=progress
+            scorer,
+            items,
+            out,
+            concurrency=settings.concurrency,
+            progress=progress,
+            retry_errors=retry_errors,
         ),
     )
     console.print(summary_table(f"score ({mode})", [*report.rows(), ("output", str(out))]))
@@ -469,12 +483,14 @@ def pairs(
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = None,
     cache: CacheOpt = None,
+    retry_errors: RetryErrorsOpt = False,
 ) -> None:
     """Pareto preference pairs: score candidate next steps on a common criterion set and
     pair each Pareto-optimal candidate with every candidate it dominates.
 
     Scored prefixes are kept in OUT with the suffix .scored.jsonl, so an
-    interrupted run continues where it stopped.
+    interrupted run continues where it stopped (--retry-errors also redoes those
+    with errors).
     """
     from dgprm.embed import make_embedder
     from dgprm.pairs import export_pairs, score_prefixes
@@ -523,6 +539,7 @@ def pairs(
                 seed=seed,
                 concurrency=settings.concurrency,
                 progress=progress,
+                retry_errors=retry_errors,
             )
         finally:
             if policy_client is not None:

@@ -25,7 +25,14 @@ from dgprm.llm import Ledger, LLMClient, LLMFailure
 from dgprm.pareto import preference_pairs
 from dgprm.progress import NoProgress, Progress
 from dgprm.prompts import load_template
-from dgprm.records import Prefix, ResumableJsonl, iter_json_lines, write_jsonl
+from dgprm.records import (
+    Prefix,
+    ResumableJsonl,
+    earlier_run_note,
+    has_errors,
+    iter_json_lines,
+    write_jsonl,
+)
 from dgprm.runner import for_each_bounded
 from dgprm.scoring import StepScorer, render_context
 
@@ -183,7 +190,9 @@ class PairsReport:
     """What one ``dgprm pairs`` invocation scored and what the export holds."""
 
     prefixes: int = 0
-    skipped: int = 0
+    skipped: int = 0  # scored by an earlier run
+    skipped_with_errors: int = 0
+    retried: int = 0  # records with errors dropped and scored again
     candidates: int = 0
     paired_prefixes: int = 0  # prefixes with at least one pair in the export
     pairs: int = 0
@@ -195,7 +204,11 @@ class PairsReport:
     def rows(self) -> list[tuple[str, str]]:
         sources = f"{self.paired_prefixes} prefix{'' if self.paired_prefixes == 1 else 'es'}"
         return [
-            ("prefixes scored", f"{self.prefixes} (+{self.skipped} from an earlier run)"),
+            (
+                "prefixes scored",
+                f"{self.prefixes} "
+                f"({earlier_run_note(self.skipped, self.skipped_with_errors, self.retried)})",
+            ),
             ("candidates scored", str(self.candidates)),
             ("pairs exported", f"{self.pairs} from {sources}"),
             ("prefixes without a pair", f"{self.no_pair} (candidates mutually non-dominated)"),
@@ -242,8 +255,10 @@ async def score_prefixes(
     seed: int = 0,
     concurrency: int = 4,
     progress: Progress | None = None,
+    retry_errors: bool = False,
 ) -> PairsReport:
-    """Score the candidates of every prefix not yet in ``scored_out`` (resumable).
+    """Score the candidates of every prefix not yet in ``scored_out`` (resumable; with
+    ``retry_errors``, prefixes whose record has errors are scored again).
 
     Candidates come from ``candidates`` (prefix id → texts) or are sampled from
     ``policy``. Each finished prefix is appended to ``scored_out`` as one line.
@@ -255,9 +270,10 @@ async def score_prefixes(
         [policy] if policy is not None and policy is not scorer.client else []
     )
     before = [c.ledger.copy() for c in clients]
-    with ResumableJsonl(scored_out) as sink:
+    with ResumableJsonl(scored_out, failed=has_errors, retry_failed=retry_errors) as sink:
         todo = [p for p in prefixes if p.id not in sink.done]
         report.skipped = len(prefixes) - len(todo)
+        report.skipped_with_errors, report.retried = sink.failed_kept, sink.retried
         progress.start("prefixes", len(todo))
 
         async def one(prefix: Prefix) -> None:

@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -268,17 +268,66 @@ def write_json(path: str | Path, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
+def has_errors(record: dict[str, Any]) -> bool:
+    """Whether an output record carries error records (``score`` and ``pairs`` lines).
+
+    Example:
+        >>> has_errors({"id": "a", "errors": []}), has_errors({"id": "b", "errors": ["x"]})
+        (False, True)
+    """
+    return bool(record.get("errors"))
+
+
+def earlier_run_note(kept: int, failed_kept: int, retried: int) -> str:
+    """How a resumed run used the records already in its output, for its summary.
+
+    Example:
+        >>> earlier_run_note(5, 2, 0)
+        '+5 from an earlier run, 2 of them with errors (--retry-errors redoes them)'
+        >>> earlier_run_note(3, 0, 2)
+        '+3 from an earlier run; 2 with errors redone'
+    """
+    note = f"+{kept} from an earlier run"
+    if retried:
+        return f"{note}; {retried} with errors redone"
+    if failed_kept:
+        return f"{note}, {failed_kept} of them with errors (--retry-errors redoes them)"
+    return note
+
+
 class ResumableJsonl:
     """An append-only JSONL output that a re-run continues.
 
     Complete lines already present are kept and their ``id`` values reported by
-    :attr:`done`; a torn last line (from a killed run) is dropped.
+    :attr:`done`; a torn last line (from a killed run) is dropped. Lines for which
+    ``failed`` is true are counted in :attr:`failed_kept`, or, with ``retry_failed``,
+    dropped so that their ids are done again (counted in :attr:`retried`).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "out.jsonl"
+        >>> _ = path.write_text('{"id": "a", "errors": []}\n{"id": "b", "errors": ["x"]}\n')
+        >>> with ResumableJsonl(path, failed=has_errors) as sink:
+        ...     sorted(sink.done), sink.failed_kept
+        (['a', 'b'], 1)
+        >>> with ResumableJsonl(path, failed=has_errors, retry_failed=True) as sink:
+        ...     sorted(sink.done), sink.retried
+        (['a'], 1)
     """
 
-    def __init__(self, path: str | Path, key: str = "id") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        key: str = "id",
+        *,
+        failed: Callable[[dict[str, Any]], bool] | None = None,
+        retry_failed: bool = False,
+    ) -> None:
         self.path = Path(path)
         self.key = key
         self.done: set[str] = set()
+        self.failed_kept = 0
+        self.retried = 0
         if self.path.exists():
             good: list[str] = []
             for raw in self.path.read_bytes().splitlines(keepends=True):
@@ -286,9 +335,15 @@ class ResumableJsonl:
                     obj = json.loads(raw)
                 except (json.JSONDecodeError, UnicodeDecodeError):
                     continue
-                if raw.endswith(b"\n") and isinstance(obj, dict) and key in obj:
-                    self.done.add(str(obj[key]))
-                    good.append(raw.decode("utf-8"))
+                if not (raw.endswith(b"\n") and isinstance(obj, dict) and key in obj):
+                    continue
+                if failed is not None and failed(obj):
+                    if retry_failed:
+                        self.retried += 1
+                        continue
+                    self.failed_kept += 1
+                self.done.add(str(obj[key]))
+                good.append(raw.decode("utf-8"))
             with atomic_path(self.path) as tmp:
                 tmp.write_text("".join(good), encoding="utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,14 +13,16 @@ from typing import Any, TypeVar
 
 from dgprm.llm import Ledger
 from dgprm.progress import NoProgress, Progress
-from dgprm.records import ResumableJsonl, Trajectory
+from dgprm.records import ResumableJsonl, Trajectory, earlier_run_note, has_errors
 from dgprm.scoring import StepScorer
 
 
 @dataclass
 class ScoreReport:
     trajectories: int = 0
-    skipped: int = 0
+    skipped: int = 0  # already in OUT
+    skipped_with_errors: int = 0
+    retried: int = 0  # records with errors dropped from OUT and scored again
     steps: int = 0
     failed_steps: int = 0
     wall_seconds: float = 0.0
@@ -28,7 +30,11 @@ class ScoreReport:
 
     def rows(self) -> list[tuple[str, str]]:
         return [
-            ("trajectories", f"{self.trajectories} (+{self.skipped} already in output)"),
+            (
+                "trajectories",
+                f"{self.trajectories} "
+                f"({earlier_run_note(self.skipped, self.skipped_with_errors, self.retried)})",
+            ),
             ("steps", f"{self.steps} ({self.failed_steps} with errors)"),
             *self.ledger.summary_rows(self.steps, "step"),
             ("wall time", f"{self.wall_seconds:.1f} s"),
@@ -104,15 +110,18 @@ async def score_many(
     *,
     concurrency: int = 4,
     progress: Progress | None = None,
+    retry_errors: bool = False,
 ) -> ScoreReport:
-    """Score ``trajectories`` into ``out``; ids already there are skipped (resume)."""
+    """Score ``trajectories`` into ``out``; ids already there are skipped (resume),
+    except, with ``retry_errors``, those whose record has errors: they are scored again."""
     started = time.perf_counter()
     progress = progress or NoProgress()
     report = ScoreReport()
     ledger_before = scorer.client.ledger.copy()
-    with ResumableJsonl(out) as sink:
+    with ResumableJsonl(out, failed=has_errors, retry_failed=retry_errors) as sink:
         todo = [t for t in trajectories if t.id not in sink.done]
         report.skipped = len(trajectories) - len(todo)
+        report.skipped_with_errors, report.retried = sink.failed_kept, sink.retried
         progress.start("score", len(todo))
 
         async def one(trajectory: Trajectory) -> None:
