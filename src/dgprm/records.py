@@ -306,7 +306,7 @@ class ResumableJsonl:
     Example:
         >>> import pathlib, tempfile
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "out.jsonl"
-        >>> _ = path.write_text('{"id": "a", "errors": []}\n{"id": "b", "errors": ["x"]}\n')
+        >>> _ = path.write_text('{"id": "a", "errors": []}\\n{"id": "b", "errors": ["x"]}\\n')
         >>> with ResumableJsonl(path, failed=has_errors) as sink:
         ...     sorted(sink.done), sink.failed_kept
         (['a', 'b'], 1)
