@@ -11,6 +11,7 @@ pytest.importorskip("trl")
 
 from transformers import TrainerCallback  # noqa: E402
 
+from dgprm.records import InputError  # noqa: E402
 from dgprm.train import (  # noqa: E402
     TrainOptions,
     implicit_margin,
@@ -92,11 +93,24 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_and_ends_where_an_unbrok
     assert _logged_losses(out) == pytest.approx(_logged_losses(tmp_path / "unbroken"), rel=1e-5)
 
 
-def test_a_partial_run_with_other_options_is_started_afresh(tiny_model, pairs_file, tmp_path):
+def test_a_checkpoint_of_other_settings_is_refused_not_thrown_away(
+    tiny_model, pairs_file, tmp_path
+):
     out = tmp_path / "dpo"
     options = TrainOptions(max_steps=3, learning_rate=5e-3, batch_size=2, save_steps=2)
     with pytest.raises(RuntimeError, match="killed"):
         train_dpo(pairs_file, str(tiny_model), out, options, callbacks=[_StopAt(3)])
+    options.learning_rate = 1e-3
+    with pytest.raises(InputError, match=r"\(checkpoint-2\) with another --learning-rate"):
+        train_dpo(pairs_file, str(tiny_model), out, options)
+    assert (tmp_path / "dpo.partial" / "checkpoints" / "checkpoint-2").is_dir()
+
+
+def test_a_partial_run_without_a_checkpoint_is_replaced(tiny_model, pairs_file, tmp_path):
+    out = tmp_path / "dpo"
+    options = TrainOptions(max_steps=3, learning_rate=5e-3, batch_size=2, save_steps=2)
+    with pytest.raises(RuntimeError, match="killed"):
+        train_dpo(pairs_file, str(tiny_model), out, options, callbacks=[_StopAt(1)])
     options.learning_rate = 1e-3
     summary = train_dpo(pairs_file, str(tiny_model), out, options)
     assert summary["resumed_from_step"] is None and summary["steps"] == 3

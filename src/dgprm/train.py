@@ -134,21 +134,39 @@ def _last_complete_checkpoint(directory: Path) -> Path | None:
     return None
 
 
+def _differences(earlier: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    """What differs between two run identities, in the words of the command line."""
+    names = {"pairs_sha256": "pairs file", "model": "model"}
+    differ = [names[k] for k in names if earlier.get(k) != run[k]]
+    old = earlier.get("options") if isinstance(earlier.get("options"), dict) else {}
+    differ += [f"--{k.replace('_', '-')}" for k, v in run["options"].items() if old.get(k) != v]
+    return differ
+
+
 def _resume_point(staging: Path, run: dict[str, Any]) -> Path | None:
-    """The latest checkpoint of an interrupted run with the same ``run`` identity, else
-    ``None`` after clearing ``staging`` (a different run's leftovers are never reused)."""
-    run_file = staging / "run.json"
-    if run_file.is_file() and (staging / "checkpoints").is_dir():
+    """The latest checkpoint of an interrupted run with the same ``run`` identity.
+
+    Without a checkpoint, ``staging`` is cleared and ``None`` returned. A checkpoint of
+    a run with another identity is not thrown away: that is an :class:`InputError`.
+    """
+    checkpoints = staging / "checkpoints"
+    checkpoint = _last_complete_checkpoint(checkpoints) if checkpoints.is_dir() else None
+    if checkpoint is not None:
         try:
-            same = json.loads(run_file.read_text()) == run
-        except ValueError:
-            same = False
-        checkpoint = _last_complete_checkpoint(staging / "checkpoints") if same else None
-        if checkpoint is not None:
+            earlier = json.loads((staging / "run.json").read_text())
+        except (OSError, ValueError):
+            earlier = {}
+        differ = _differences(earlier if isinstance(earlier, dict) else {}, run)
+        if not differ:
             return checkpoint
+        raise InputError(
+            f"{staging}: holds an interrupted training ({checkpoint.name}) with another "
+            f"{', '.join(differ)}; run again with the same to resume it, or delete "
+            f"{staging} to start afresh"
+        )
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    write_json(run_file, run)
+    write_json(staging / "run.json", run)
     return None
 
 
