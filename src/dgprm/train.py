@@ -144,11 +144,9 @@ def _differences(earlier: dict[str, Any], run: dict[str, Any]) -> list[str]:
 
 
 def _resume_point(staging: Path, run: dict[str, Any]) -> Path | None:
-    """The latest checkpoint of an interrupted run with the same ``run`` identity.
-
-    Without a checkpoint, ``staging`` is cleared and ``None`` returned. A checkpoint of
-    a run with another identity is not thrown away: that is an :class:`InputError`.
-    """
+    """The latest checkpoint of an interrupted run with the same ``run`` identity, or
+    ``None``. A checkpoint of a run with another identity is not thrown away: that is an
+    :class:`InputError`."""
     checkpoints = staging / "checkpoints"
     checkpoint = _last_complete_checkpoint(checkpoints) if checkpoints.is_dir() else None
     if checkpoint is not None:
@@ -164,9 +162,6 @@ def _resume_point(staging: Path, run: dict[str, Any]) -> Path | None:
             f"{', '.join(differ)}; run again with the same to resume it, or delete "
             f"{staging} to start afresh"
         )
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    write_json(staging / "run.json", run)
     return None
 
 
@@ -195,10 +190,14 @@ def train_dpo(
     options = options or TrainOptions()
     out = Path(out)
     rows = read_dpo_rows(pairs)
-    model, tokenizer = load_policy(model_spec)
     staging = out.with_name(out.name + ".partial")
     run = {"pairs_sha256": file_sha256(pairs), "model": model_spec, "options": vars(options)}
-    checkpoint = _resume_point(staging, run)
+    checkpoint = _resume_point(staging, run)  # refuses before the model is loaded
+    model, tokenizer = load_policy(model_spec)
+    if checkpoint is None:  # nothing to resume: a fresh staging directory
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        write_json(staging / "run.json", run)
     peft_config = None
     if options.lora:
         from peft import LoraConfig
