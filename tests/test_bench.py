@@ -35,7 +35,7 @@ from dgprm.bench.processbench import results_by_subset
 from dgprm.bench.runner import Task, judge_all, start_run
 from dgprm.config import Settings
 from dgprm.data import question_fold
-from dgprm.llm import LLMClient
+from dgprm.llm import LLMClient, TransientLLMError
 from dgprm.records import InputError
 from dgprm.tree.model import Node, RewardTree
 from tests.conftest import SAMPLES, SHARED, ScriptedBackend, user_text
@@ -239,6 +239,41 @@ def _critic_answers(request):
     n = int(user_text(request).split("For each of the ")[1].split(" ")[0])
     steps = [{"validity": 1 if i != 1 else -0.5, "redundancy": -1} for i in range(n)]
     return json.dumps({"steps": steps})
+
+
+def test_a_prediction_with_an_error_is_judged_again_only_with_retry_errors(tmp_path):
+    server = {"up": False}
+
+    def answer(request):
+        if not server["up"]:
+            raise TransientLLMError("connection refused")
+        return _critic_answers(request)
+
+    client = LLMClient(ScriptedBackend(answer), max_retries=0)
+    judge = CriticJudge(client, Settings())
+    records = select_records(prmbench_records(resolve_source(None)), limit=1)[:2]
+    tasks = [Task(i, r["modified_question"], r["modified_process"], judge) for i, r in records]
+    out = tmp_path / "predictions.jsonl"
+
+    def run(**kwargs):
+        return asyncio.run(
+            judge_all(
+                tasks,
+                out,
+                key="idx",
+                client=client,
+                to_record=lambda t, j: prediction_record(t.id, j),
+                **kwargs,
+            )
+        )
+
+    assert run().invalid == 2  # both predictions are error records
+    server["up"] = True
+    kept = run()
+    assert (kept.items, kept.skipped_with_errors) == (0, 2)
+    redone = run(retry_errors=True)
+    assert (redone.items, redone.retried, redone.invalid) == (2, 2, 0)
+    assert [p.labels[:2] for p in read_predictions(out)] == [[True, False]] * 2
 
 
 def test_critic_run_resumes_and_scores(tmp_path):

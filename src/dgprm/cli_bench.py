@@ -17,6 +17,7 @@ from dgprm.cli import (
     EmbedderOpt,
     LimitOpt,
     LlmOpt,
+    RetryErrorsOpt,
     console,
     make_client,
     run_with_progress,
@@ -162,8 +163,10 @@ def _judge_into(
     client: Any,
     settings: Settings,
     title: str,
+    retry_errors: bool,
 ) -> None:
-    """Judge the tasks not yet in OUT/predictions.jsonl, log usage in run.json, print a summary."""
+    """Judge the tasks not yet in OUT/predictions.jsonl (and, with ``retry_errors``, those
+    whose prediction has an error), log usage in run.json, print a summary."""
     from dgprm.bench.runner import PREDICTIONS, judge_all, record_invocation
 
     report = run_with_progress(
@@ -176,6 +179,7 @@ def _judge_into(
             client=client,
             concurrency=settings.concurrency,
             progress=progress,
+            retry_errors=retry_errors,
         ),
     )
     record_invocation(out, run, report)
@@ -216,6 +220,7 @@ def bench_prmbench(
     embedder: EmbedderOpt = None,
     concurrency: ConcurrencyOpt = None,
     cache: CacheOpt = None,
+    retry_errors: RetryErrorsOpt = False,
 ) -> None:
     """PRMBench with the official metric; results beside the published leaderboard.
 
@@ -237,9 +242,10 @@ def bench_prmbench(
     source = resolve_source(data, subset400=subset400)
     records = prmbench_records(source)
     if predictions is not None:
-        if tree or method != "dgprm" or limit or categories or fold is not None:
+        if tree or method != "dgprm" or limit or categories or fold is not None or retry_errors:
             raise InputError(
-                "--predictions scores a file; method, tree and selection options do not apply"
+                "--predictions scores a file; method, tree, selection and retry options "
+                "do not apply"
             )
         if not predictions.is_file():
             raise InputError(f"{predictions}: no such file")
@@ -301,6 +307,7 @@ def bench_prmbench(
         client,
         settings,
         f"bench prmbench ({method})",
+        retry_errors,
     )
     model = (
         client.model_id.split(":")[1] if client.model_id.startswith("gguf:") else client.model_id
@@ -329,6 +336,7 @@ def bench_processbench(
     embedder: EmbedderOpt = None,
     concurrency: ConcurrencyOpt = None,
     cache: CacheOpt = None,
+    retry_errors: RetryErrorsOpt = False,
 ) -> None:
     """ProcessBench: prediction = first step judged incorrect (−1 if none); acc_err,
     acc_cor and their harmonic mean F1 per subset, and the average F1."""
@@ -373,6 +381,7 @@ def bench_processbench(
         client,
         settings,
         f"bench processbench ({method})",
+        retry_errors,
     )
     rows = [row for _, row in iter_json_lines(out / PREDICTIONS)]
     results = results_by_subset(r for r in rows if r["id"] in by_id)

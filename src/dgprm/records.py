@@ -269,13 +269,16 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def has_errors(record: dict[str, Any]) -> bool:
-    """Whether an output record carries error records (``score`` and ``pairs`` lines).
+    """Whether an output record carries errors: an ``errors`` list (``score``, ``pairs``)
+    or an ``error`` field (benchmark predictions).
 
     Example:
         >>> has_errors({"id": "a", "errors": []}), has_errors({"id": "b", "errors": ["x"]})
         (False, True)
+        >>> has_errors({"idx": "c", "error": "critic: unparseable answer"})
+        True
     """
-    return bool(record.get("errors"))
+    return bool(record.get("errors") or record.get("error"))
 
 
 def earlier_run_note(kept: int, failed_kept: int, retried: int) -> str:

@@ -18,7 +18,13 @@ from typing import Any
 from dgprm.bench.methods import Judgement, StepJudge
 from dgprm.llm import Ledger, LLMClient
 from dgprm.progress import NoProgress, Progress
-from dgprm.records import InputError, ResumableJsonl, write_json
+from dgprm.records import (
+    InputError,
+    ResumableJsonl,
+    earlier_run_note,
+    has_errors,
+    write_json,
+)
 from dgprm.runner import for_each_bounded
 
 PREDICTIONS = "predictions.jsonl"
@@ -38,14 +44,20 @@ class Task:
 @dataclass
 class RunReport:
     items: int = 0
-    skipped: int = 0
+    skipped: int = 0  # already in the run
+    skipped_with_errors: int = 0
+    retried: int = 0  # predictions with errors dropped and judged again
     invalid: int = 0
     wall_seconds: float = 0.0
     ledger: Ledger = field(default_factory=Ledger)
 
     def rows(self) -> list[tuple[str, str]]:
         return [
-            ("items judged", f"{self.items} (+{self.skipped} already in the run)"),
+            (
+                "items judged",
+                f"{self.items} "
+                f"({earlier_run_note(self.skipped, self.skipped_with_errors, self.retried)})",
+            ),
             ("invalid predictions", str(self.invalid)),
             *self.ledger.summary_rows(self.items, "item"),
             ("wall time", f"{self.wall_seconds:.1f} s"),
@@ -101,15 +113,18 @@ async def judge_all(
     client: LLMClient | None,
     concurrency: int = 4,
     progress: Progress | None = None,
+    retry_errors: bool = False,
 ) -> RunReport:
-    """Judge every task not yet in ``out`` (its ``key`` field) and append its record."""
+    """Judge every task not yet in ``out`` (its ``key`` field) and append its record;
+    with ``retry_errors``, the tasks whose record has an error are judged again."""
     started = time.perf_counter()
     progress = progress or NoProgress()
     report = RunReport()
     before = client.ledger.copy() if client else Ledger()
-    with ResumableJsonl(out, key=key) as sink:
+    with ResumableJsonl(out, key=key, failed=has_errors, retry_failed=retry_errors) as sink:
         todo = [t for t in tasks if t.id not in sink.done]
         report.skipped = len(tasks) - len(todo)
+        report.skipped_with_errors, report.retried = sink.failed_kept, sink.retried
         progress.start("judge", len(todo))
 
         async def one(task: Task) -> None:
