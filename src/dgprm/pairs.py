@@ -270,7 +270,9 @@ async def score_prefixes(
         [policy] if policy is not None and policy is not scorer.client else []
     )
     before = [c.ledger.copy() for c in clients]
-    with ResumableJsonl(scored_out, failed=has_errors, retry_failed=retry_errors) as sink:
+    with ResumableJsonl(
+        scored_out, failed=has_errors, retry_failed=retry_errors, among={p.id for p in prefixes}
+    ) as sink:
         todo = [p for p in prefixes if p.id not in sink.done]
         report.skipped = len(prefixes) - len(todo)
         report.skipped_with_errors, report.retried = sink.failed_kept, sink.retried

@@ -302,9 +302,10 @@ class ResumableJsonl:
     """An append-only JSONL output that a re-run continues.
 
     Complete lines already present are kept and their ``id`` values reported by
-    :attr:`done`; a torn last line (from a killed run) is dropped. Lines for which
-    ``failed`` is true are counted in :attr:`failed_kept`, or, with ``retry_failed``,
-    dropped so that their ids are done again (counted in :attr:`retried`).
+    :attr:`done`; a torn last line (from a killed run) is dropped. Lines of the ids in
+    ``among`` (all lines when ``None``) for which ``failed`` is true are counted in
+    :attr:`failed_kept`, or, with ``retry_failed``, dropped so that their ids are done
+    again (counted in :attr:`retried`).
 
     Example:
         >>> import pathlib, tempfile
@@ -313,6 +314,9 @@ class ResumableJsonl:
         >>> with ResumableJsonl(path, failed=has_errors) as sink:
         ...     sorted(sink.done), sink.failed_kept
         (['a', 'b'], 1)
+        >>> with ResumableJsonl(path, failed=has_errors, retry_failed=True, among={"a"}) as sink:
+        ...     sorted(sink.done), sink.retried  # "b" is not asked for: kept as it is
+        (['a', 'b'], 0)
         >>> with ResumableJsonl(path, failed=has_errors, retry_failed=True) as sink:
         ...     sorted(sink.done), sink.retried
         (['a'], 1)
@@ -325,6 +329,7 @@ class ResumableJsonl:
         *,
         failed: Callable[[dict[str, Any]], bool] | None = None,
         retry_failed: bool = False,
+        among: set[str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.key = key
@@ -340,7 +345,8 @@ class ResumableJsonl:
                     continue
                 if not (raw.endswith(b"\n") and isinstance(obj, dict) and key in obj):
                     continue
-                if failed is not None and failed(obj):
+                ours = among is None or str(obj[key]) in among
+                if failed is not None and ours and failed(obj):
                     if retry_failed:
                         self.retried += 1
                         continue

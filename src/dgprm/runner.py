@@ -118,7 +118,9 @@ async def score_many(
     progress = progress or NoProgress()
     report = ScoreReport()
     ledger_before = scorer.client.ledger.copy()
-    with ResumableJsonl(out, failed=has_errors, retry_failed=retry_errors) as sink:
+    with ResumableJsonl(
+        out, failed=has_errors, retry_failed=retry_errors, among={t.id for t in trajectories}
+    ) as sink:
         todo = [t for t in trajectories if t.id not in sink.done]
         report.skipped = len(trajectories) - len(todo)
         report.skipped_with_errors, report.retried = sink.failed_kept, sink.retried

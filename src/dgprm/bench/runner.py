@@ -121,7 +121,9 @@ async def judge_all(
     progress = progress or NoProgress()
     report = RunReport()
     before = client.ledger.copy() if client else Ledger()
-    with ResumableJsonl(out, key=key, failed=has_errors, retry_failed=retry_errors) as sink:
+    with ResumableJsonl(
+        out, key=key, failed=has_errors, retry_failed=retry_errors, among={t.id for t in tasks}
+    ) as sink:
         todo = [t for t in tasks if t.id not in sink.done]
         report.skipped = len(tasks) - len(todo)
         report.skipped_with_errors, report.retried = sink.failed_kept, sink.retried
