@@ -84,6 +84,13 @@ def test_help_lists_commands():
     assert result.returncode == 0 and "tree" in result.stdout and "data" in result.stdout
 
 
+def test_version_is_the_installed_one():
+    from importlib.metadata import version
+
+    result = dgprm("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"dgprm {version('dgprm')}"
+
+
 def _interrupt(*args, **kwargs):
     raise KeyboardInterrupt
 

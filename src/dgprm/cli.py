@@ -29,6 +29,28 @@ app = typer.Typer(
 )
 tree_app = typer.Typer(help="Build, inspect and extend reward trees.", no_args_is_help=True)
 data_app = typer.Typer(help="Convert benchmark data to dgprm records.", no_args_is_help=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from dgprm import __version__
+
+        print(f"dgprm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """DG-PRM: reward trees, dynamic step rewards, Pareto pairs, PRM benchmarks."""
+
+
 app.add_typer(tree_app, name="tree")
 app.add_typer(data_app, name="data")
 
@@ -242,8 +264,11 @@ def tree_add(
     max_chars: MaxCharsOpt = None,
     truncate: TruncateOpt = False,
 ) -> None:
-    """Add pairs to an existing tree; node ids stay stable, only changed parents are
-    re-summarised. ξ, parent ξ and the embedder come from the tree's manifest."""
+    """Add pairs to an existing tree; node ids stay stable.
+
+    Only changed parents are re-summarised. ξ, parent ξ and the embedder come from the
+    tree's manifest.
+    """
     from dgprm.tree import RewardTree
 
     manifest = RewardTree.load(tree).manifest
@@ -485,8 +510,10 @@ def pairs(
     cache: CacheOpt = None,
     retry_errors: RetryErrorsOpt = False,
 ) -> None:
-    """Pareto preference pairs: score candidate next steps on a common criterion set and
-    pair each Pareto-optimal candidate with every candidate it dominates.
+    """Pareto preference pairs for DPO from scored candidate next steps.
+
+    Candidates of a prefix are scored on a common criterion set; each Pareto-optimal
+    candidate is paired with every candidate it dominates.
 
     Scored prefixes are kept in OUT with the suffix .scored.jsonl, so an
     interrupted run continues where it stopped (--retry-errors also redoes those
@@ -572,9 +599,11 @@ def train(
         int, typer.Option(min=0, help="Checkpoint every N steps (the latest is kept; 0: never).")
     ] = 200,
 ) -> None:
-    """Step-wise DPO with TRL's DPOTrainer (CPU or CUDA, offline). Saves the model or
-    LoRA adapter, its tokenizer and training_log.json to OUT. An interrupted run resumes
-    from its latest checkpoint when the same command is run again."""
+    """Step-wise DPO on preference pairs with TRL's DPOTrainer (CPU or CUDA, offline).
+
+    Saves the model or LoRA adapter, its tokenizer and training_log.json to OUT. An
+    interrupted run resumes from its latest checkpoint when the same command is run again.
+    """
     from dgprm.train import TrainOptions, read_dpo_rows, train_dpo
 
     read_dpo_rows(pairs_file)  # fail on bad input before loading a model

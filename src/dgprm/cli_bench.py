@@ -338,8 +338,11 @@ def bench_processbench(
     cache: CacheOpt = None,
     retry_errors: RetryErrorsOpt = False,
 ) -> None:
-    """ProcessBench: prediction = first step judged incorrect (−1 if none); acc_err,
-    acc_cor and their harmonic mean F1 per subset, and the average F1."""
+    """ProcessBench with its official metric: F1 of finding the first wrong step.
+
+    Prediction = first step judged incorrect (−1 if none); acc_err, acc_cor and their
+    harmonic mean F1 per subset, and the average F1.
+    """
     from dgprm.bench.processbench import prediction_record, results_by_subset, subset_file
     from dgprm.bench.runner import PREDICTIONS, Task, start_run
     from dgprm.data import processbench_items
