@@ -164,6 +164,29 @@ def test_cli_needs_exactly_one_candidate_source(tmp_path):
     assert done.returncode == 2 and "exactly one of --policy and --candidates" in done.stderr
 
 
+def test_cli_refuses_candidates_whose_ids_match_no_prefix(tmp_path):
+    prefixes = tmp_path / "p.jsonl"
+    prefixes.write_text(json.dumps(PREFIX.model_dump()) + "\n")
+    given = tmp_path / "c.jsonl"
+    given.write_text(json.dumps({"id": "other", "candidates": ["a", "b"]}) + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "dgprm", "pairs", str(prefixes), "--tree", "x"]
+        + ["--candidates", str(given), "-o", str(tmp_path / "o.jsonl")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "no candidate set has the id of a prefix" in done.stderr
+    assert "(prefix ids: q1)" in done.stderr and not (tmp_path / "o.jsonl").exists()
+
+
+def test_prefixes_missing_from_the_candidates_are_counted(tmp_path):
+    scorer, _ = make_scorer()
+    other = Prefix(id="q2", question="What is 2+3?", steps=[])
+    report, _ = run(scorer, tmp_path, prefixes=(PREFIX, other), candidates={"q1": list(SCORES)})
+    assert report.without_candidates == 1
+    assert dict(report.rows())["prefixes missing from the candidates"] == "1"
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [

@@ -532,8 +532,6 @@ def pairs(
     settings = settings_from(
         config, llm=llm, embedder=embedder, concurrency=concurrency, cache=cache
     )
-    reward_tree = RewardTree.load(tree)
-    settings = tree_settings(settings, reward_tree, embedder or config)
     items = read_records(prefixes, Prefix, max_chars=settings.max_chars, on_long=settings.on_long)
     items = items[:limit] if limit else items
     given = None
@@ -542,6 +540,14 @@ def pairs(
             candidates, CandidateSet, max_chars=settings.max_chars, on_long=settings.on_long
         )
         given = {c.id: c.candidates for c in sets}
+        if not any(p.id in given for p in items):
+            shown = ", ".join(p.id for p in items[:3]) + (", …" if len(items) > 3 else "")
+            raise InputError(
+                f"{candidates}: no candidate set has the id of a prefix in {prefixes} "
+                f"(prefix ids: {shown})"
+            )
+    reward_tree = RewardTree.load(tree)
+    settings = tree_settings(settings, reward_tree, embedder or config)
     client = make_client(settings)
     policy_client = make_client(settings.merged({"llm": policy})) if policy else None
     scorer = StepScorer(

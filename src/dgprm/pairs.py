@@ -198,6 +198,7 @@ class PairsReport:
     pairs: int = 0
     no_pair: int = 0
     too_few: int = 0
+    without_candidates: int = 0  # prefixes whose id is not in the given candidates
     wall_seconds: float = 0.0
     ledger: Ledger = field(default_factory=Ledger)
 
@@ -213,6 +214,11 @@ class PairsReport:
             ("pairs exported", f"{self.pairs} from {sources}"),
             ("prefixes without a pair", f"{self.no_pair} (candidates mutually non-dominated)"),
             ("prefixes with < 2 scored candidates", str(self.too_few)),
+            *(
+                [("prefixes missing from the candidates", str(self.without_candidates))]
+                if self.without_candidates
+                else []
+            ),
             *self.ledger.summary_rows(self.prefixes, "prefix"),
             ("wall time", f"{self.wall_seconds:.1f} s"),
         ]
@@ -281,6 +287,7 @@ async def score_prefixes(
         async def one(prefix: Prefix) -> None:
             errors: list[str] = []
             if candidates is not None:
+                report.without_candidates += prefix.id not in candidates
                 texts = list(dict.fromkeys(c.strip() for c in candidates.get(prefix.id, [])))
             else:
                 assert policy is not None
