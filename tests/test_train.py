@@ -116,6 +116,23 @@ def test_a_partial_run_without_a_checkpoint_is_replaced(tiny_model, pairs_file, 
     assert summary["resumed_from_step"] is None and summary["steps"] == 3
 
 
+def test_a_finished_output_is_reused_by_the_same_run_and_never_replaced(
+    tiny_model, pairs_file, tmp_path
+):
+    out = tmp_path / "dpo"
+    options = TrainOptions(max_steps=1, batch_size=2)
+    first = train_dpo(pairs_file, str(tiny_model), out, options)
+    weights = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = train_dpo(pairs_file, str(tiny_model), out, options)
+    assert again["already_trained"] and again["last_loss"] == first["last_loss"]
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == weights  # untouched
+    with pytest.raises(InputError, match="holds a training with another --max-steps"):
+        train_dpo(pairs_file, str(tiny_model), out, TrainOptions(max_steps=2, batch_size=2))
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(InputError, match="not a dgprm training output"):
+        train_dpo(pairs_file, str(tiny_model), tmp_path / "notes", options)
+
+
 def test_lora_adapter_is_saved_and_reloads(tiny_model, pairs_file, tmp_path):
     from peft import AutoPeftModelForCausalLM
 

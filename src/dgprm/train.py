@@ -165,6 +165,26 @@ def _resume_point(staging: Path, run: dict[str, Any]) -> Path | None:
     return None
 
 
+def _finished_run(out: Path, run: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary of this same training when ``out`` already holds it, else ``None``
+    when there is no ``out``. Anything else in ``out`` is kept: an :class:`InputError`."""
+    if not out.exists():
+        return None
+    try:
+        log = json.loads((out / "training_log.json").read_text())
+    except (OSError, ValueError):
+        log = None
+    if not isinstance(log, dict) or not isinstance(log.get("run"), dict):
+        raise InputError(f"{out}: exists and is not a dgprm training output; choose another -o")
+    differ = _differences(log["run"], run)
+    if differ:
+        raise InputError(
+            f"{out}: holds a training with another {', '.join(differ)}; "
+            "choose another -o or delete it"
+        )
+    return {**log["summary"], "already_trained": True}
+
+
 def train_dpo(
     pairs: str | Path,
     model_spec: str,
@@ -176,7 +196,9 @@ def train_dpo(
 
     An interrupted run leaves ``OUT.partial``; calling again with the same pairs file,
     model and options resumes from its latest checkpoint (``resumed_from_step`` in the
-    summary). ``callbacks`` are extra ``transformers.TrainerCallback`` objects.
+    summary). Calling again after it finished returns the saved summary (with
+    ``already_trained``); an ``out`` that holds anything else is refused, never replaced.
+    ``callbacks`` are extra ``transformers.TrainerCallback`` objects.
 
     Example:
         >>> options = TrainOptions(lora=True)
@@ -192,6 +214,9 @@ def train_dpo(
     rows = read_dpo_rows(pairs)
     staging = out.with_name(out.name + ".partial")
     run = {"pairs_sha256": file_sha256(pairs), "model": model_spec, "options": vars(options)}
+    finished = _finished_run(out, run)
+    if finished is not None:
+        return finished
     checkpoint = _resume_point(staging, run)  # refuses before the model is loaded
     model, tokenizer = load_policy(model_spec)
     if checkpoint is None:  # nothing to resume: a fresh staging directory
@@ -255,11 +280,9 @@ def train_dpo(
     }
     write_json(
         staging / "training_log.json",
-        {"summary": summary, "log_history": trainer.state.log_history},
+        {"summary": summary, "run": run, "log_history": trainer.state.log_history},
     )
     (staging / "run.json").unlink()
-    if out.exists():
-        shutil.rmtree(out)
     staging.rename(out)
     return summary
 
