@@ -129,7 +129,7 @@ def test_a_finished_output_is_reused_by_the_same_run_and_never_replaced(
     with pytest.raises(InputError, match="holds a training with another --max-steps"):
         train_dpo(pairs_file, str(tiny_model), out, TrainOptions(max_steps=2, batch_size=2))
     (tmp_path / "notes").mkdir()
-    with pytest.raises(InputError, match="not a dgprm training output"):
+    with pytest.raises(InputError, match="records no dgprm training run"):
         train_dpo(pairs_file, str(tiny_model), tmp_path / "notes", options)
 
 

@@ -175,7 +175,9 @@ def _finished_run(out: Path, run: dict[str, Any]) -> dict[str, Any] | None:
     except (OSError, ValueError):
         log = None
     if not isinstance(log, dict) or not isinstance(log.get("run"), dict):
-        raise InputError(f"{out}: exists and is not a dgprm training output; choose another -o")
+        raise InputError(
+            f"{out}: exists and records no dgprm training run; choose another -o or delete it"
+        )
     differ = _differences(log["run"], run)
     if differ:
         raise InputError(
