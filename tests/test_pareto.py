@@ -181,6 +181,19 @@ def test_layers_peel_fronts():
     assert nondominated_layers(values).tolist() == [0, 1, 2, 1, 1]  # [3,3] dominates [3,0]
 
 
+@settings(max_examples=100, deadline=None)
+@given(matrices)
+def test_layers_match_their_definition(values):
+    """Layer 0 is the front; no row dominates another of its layer; every row of layer
+    L > 0 is dominated by a row of layer L − 1 and by none of a layer ≥ L."""
+    layers = nondominated_layers(values)
+    assert np.array_equal(layers == 0, pareto_front(values))
+    for i, layer in enumerate(layers):
+        dominators = {int(layers[j]) for j in range(len(values)) if dominates(values[j], values[i])}
+        assert all(d < layer for d in dominators)
+        assert layer == 0 or layer - 1 in dominators
+
+
 @pytest.mark.parametrize("bad", [[[np.nan, 1.0]], [[np.inf, 0.0]], [1.0, 2.0]])
 def test_bad_values_are_refused(bad):
     with pytest.raises(ValueError):
