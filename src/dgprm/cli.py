@@ -295,28 +295,33 @@ def tree_show(
     children: Annotated[int, typer.Option(help="Children shown per parent.")] = 5,
 ) -> None:
     """Print the tree: parents with their children, member and source counts."""
+    from dgprm.progress import counted
     from dgprm.tree import RewardTree
 
     loaded = RewardTree.load(tree)
     out = Console()
     m = loaded.manifest
     root = RichTree(
-        f"[bold]{tree}[/]  {len(loaded.parents)} parents, {len(loaded.children)} children, "
+        f"[bold]{tree}[/]  {counted(len(loaded.parents), 'parent')}, "
+        f"{counted(len(loaded.children), 'child', 'children')}, "
         f"{len(loaded.kept_criteria)}/{len(loaded.criteria)} criteria kept, "
-        f"{len(loaded.errors)} errors  (llm {m.get('llm')}, embedder {m.get('embedder')})"
+        f"{counted(len(loaded.errors), 'error')}  "
+        f"(llm {m.get('llm')}, embedder {m.get('embedder')})"
     )
     by_id = {n.id: n for n in loaded.nodes}
     for parent in sorted(loaded.parents, key=lambda p: -len(p.members)):
         branch = root.add(
             f"[bold cyan]{parent.id}[/] {parent.text}  "
-            f"[dim]({len(parent.children)} children, {len(parent.members)} "
-            f"criteria, {len(parent.sources)} pairs)[/]"
+            f"[dim]({counted(len(parent.children), 'child', 'children')}, "
+            f"{counted(len(parent.members), 'criterion', 'criteria')}, "
+            f"{counted(len(parent.sources), 'pair')})[/]"
         )
         ordered = sorted((by_id[c] for c in parent.children), key=lambda c: -len(c.members))
         for child in ordered[:children]:
             branch.add(
-                f"[green]{child.id}[/] {child.text}  [dim]({len(child.members)} criteria, "
-                f"{len(child.sources)} pairs)[/]"
+                f"[green]{child.id}[/] {child.text}  "
+                f"[dim]({counted(len(child.members), 'criterion', 'criteria')}, "
+                f"{counted(len(child.sources), 'pair')})[/]"
             )
         if len(ordered) > children:
             branch.add(f"[dim]… {len(ordered) - children} more[/]")

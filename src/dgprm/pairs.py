@@ -23,7 +23,7 @@ import numpy as np
 
 from dgprm.llm import Ledger, LLMClient, LLMFailure
 from dgprm.pareto import preference_pairs
-from dgprm.progress import NoProgress, Progress
+from dgprm.progress import NoProgress, Progress, counted
 from dgprm.prompts import load_template
 from dgprm.records import (
     Prefix,
@@ -203,7 +203,7 @@ class PairsReport:
     ledger: Ledger = field(default_factory=Ledger)
 
     def rows(self) -> list[tuple[str, str]]:
-        sources = f"{self.paired_prefixes} prefix{'' if self.paired_prefixes == 1 else 'es'}"
+        sources = counted(self.paired_prefixes, "prefix", "prefixes")
         return [
             (
                 "prefixes scored",

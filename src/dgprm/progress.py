@@ -1,4 +1,5 @@
-"""Progress reporting that library code can call without knowing about terminals."""
+"""Progress reporting and summary wording that library code can use without knowing
+about terminals."""
 
 from __future__ import annotations
 
@@ -19,3 +20,13 @@ class NoProgress:
 
     def advance(self, stage: str, amount: int = 1) -> None:
         pass
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and ``noun``, in the plural unless the count is one.
+
+    Example:
+        >>> counted(1, "pair"), counted(3, "pair"), counted(1, "criterion", "criteria")
+        ('1 pair', '3 pairs', '1 criterion')
+    """
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
