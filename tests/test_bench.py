@@ -241,6 +241,24 @@ def _critic_answers(request):
     return json.dumps({"steps": steps})
 
 
+def _critic_tasks(client: LLMClient, records: list[tuple[int, dict]]) -> list[Task]:
+    judge = CriticJudge(client, Settings())
+    return [Task(i, r["modified_question"], r["modified_process"], judge) for i, r in records]
+
+
+def _judge(tasks: list[Task], out, client: LLMClient, **kwargs):
+    return asyncio.run(
+        judge_all(
+            tasks,
+            out,
+            key="idx",
+            client=client,
+            to_record=lambda t, j: prediction_record(t.id, j),
+            **kwargs,
+        )
+    )
+
+
 def test_a_prediction_with_an_error_is_judged_again_only_with_retry_errors(tmp_path):
     server = {"up": False}
 
@@ -250,28 +268,15 @@ def test_a_prediction_with_an_error_is_judged_again_only_with_retry_errors(tmp_p
         return _critic_answers(request)
 
     client = LLMClient(ScriptedBackend(answer), max_retries=0)
-    judge = CriticJudge(client, Settings())
     records = select_records(prmbench_records(resolve_source(None)), limit=1)[:2]
-    tasks = [Task(i, r["modified_question"], r["modified_process"], judge) for i, r in records]
+    tasks = _critic_tasks(client, records)
     out = tmp_path / "predictions.jsonl"
 
-    def run(**kwargs):
-        return asyncio.run(
-            judge_all(
-                tasks,
-                out,
-                key="idx",
-                client=client,
-                to_record=lambda t, j: prediction_record(t.id, j),
-                **kwargs,
-            )
-        )
-
-    assert run().invalid == 2  # both predictions are error records
+    assert _judge(tasks, out, client).invalid == 2  # both predictions are error records
     server["up"] = True
-    kept = run()
+    kept = _judge(tasks, out, client)
     assert (kept.items, kept.skipped_with_errors) == (0, 2)
-    redone = run(retry_errors=True)
+    redone = _judge(tasks, out, client, retry_errors=True)
     assert (redone.items, redone.retried, redone.invalid) == (2, 2, 0)
     assert [p.labels[:2] for p in read_predictions(out)] == [[True, False]] * 2
 
@@ -279,24 +284,12 @@ def test_a_prediction_with_an_error_is_judged_again_only_with_retry_errors(tmp_p
 def test_critic_run_resumes_and_scores(tmp_path):
     backend = ScriptedBackend(_critic_answers)
     client = LLMClient(backend)
-    judge = CriticJudge(client, Settings())
     records = select_records(prmbench_records(resolve_source(None)), limit=1)
-    tasks = [Task(i, r["modified_question"], r["modified_process"], judge) for i, r in records]
+    tasks = _critic_tasks(client, records)
     out = tmp_path / "predictions.jsonl"
 
-    def run(todo):
-        return asyncio.run(
-            judge_all(
-                todo,
-                out,
-                key="idx",
-                client=client,
-                to_record=lambda t, j: prediction_record(t.id, j),
-            )
-        )
-
-    first = run(tasks[:4])
-    second = run(tasks)
+    first = _judge(tasks[:4], out, client)
+    second = _judge(tasks, out, client)
     assert (first.items, second.items, second.skipped) == (4, 5, 4)
     assert len(backend.requests) == 9
     preds = list(read_predictions(out))
