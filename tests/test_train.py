@@ -131,6 +131,9 @@ def test_a_finished_output_is_reused_by_the_same_run_and_never_replaced(
     (tmp_path / "notes").mkdir()
     with pytest.raises(InputError, match="records no dgprm training run"):
         train_dpo(pairs_file, str(tiny_model), tmp_path / "notes", options)
+    (tmp_path / "notes" / "training_log.json").write_text('{"run": {}}')  # no summary
+    with pytest.raises(InputError, match="records no dgprm training run"):
+        train_dpo(pairs_file, str(tiny_model), tmp_path / "notes", options)
 
 
 def test_lora_adapter_is_saved_and_reloads(tiny_model, pairs_file, tmp_path):

@@ -174,7 +174,11 @@ def _finished_run(out: Path, run: dict[str, Any]) -> dict[str, Any] | None:
         log = json.loads((out / "training_log.json").read_text())
     except (OSError, ValueError):
         log = None
-    if not isinstance(log, dict) or not isinstance(log.get("run"), dict):
+    if not (
+        isinstance(log, dict)
+        and isinstance(log.get("run"), dict)
+        and isinstance(log.get("summary"), dict)
+    ):
         raise InputError(
             f"{out}: exists and records no dgprm training run; choose another -o or delete it"
         )
