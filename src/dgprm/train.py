@@ -115,6 +115,16 @@ def _no_checkpointing(config_class: type) -> dict[str, bool]:
     return {name: False}
 
 
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; ``None`` when it is missing, unreadable or not an
+    object (a file left half-written by a killed run)."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def _last_complete_checkpoint(directory: Path) -> Path | None:
     """The newest ``checkpoint-N`` whose trainer state was written (the Trainer writes it
     last); newer, half-written ones (a run killed while saving) are removed."""
@@ -124,11 +134,8 @@ def _last_complete_checkpoint(directory: Path) -> Path | None:
         if p.name.rsplit("-", 1)[1].isdigit()
     )
     for step, path in reversed(steps):
-        try:
-            state = json.loads((path / "trainer_state.json").read_text())
-        except (OSError, ValueError):
-            state = None
-        if isinstance(state, dict) and state.get("global_step") == step:
+        state = _json_object(path / "trainer_state.json")
+        if state is not None and state.get("global_step") == step:
             return path
         shutil.rmtree(path)
     return None
@@ -150,11 +157,7 @@ def _resume_point(staging: Path, run: dict[str, Any]) -> Path | None:
     checkpoints = staging / "checkpoints"
     checkpoint = _last_complete_checkpoint(checkpoints) if checkpoints.is_dir() else None
     if checkpoint is not None:
-        try:
-            earlier = json.loads((staging / "run.json").read_text())
-        except (OSError, ValueError):
-            earlier = {}
-        differ = _differences(earlier if isinstance(earlier, dict) else {}, run)
+        differ = _differences(_json_object(staging / "run.json") or {}, run)
         if not differ:
             return checkpoint
         raise InputError(
@@ -170,12 +173,9 @@ def _finished_run(out: Path, run: dict[str, Any]) -> dict[str, Any] | None:
     when there is no ``out``. Anything else in ``out`` is kept: an :class:`InputError`."""
     if not out.exists():
         return None
-    try:
-        log = json.loads((out / "training_log.json").read_text())
-    except (OSError, ValueError):
-        log = None
+    log = _json_object(out / "training_log.json")
     if not (
-        isinstance(log, dict)
+        log is not None
         and isinstance(log.get("run"), dict)
         and isinstance(log.get("summary"), dict)
     ):
