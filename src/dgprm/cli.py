@@ -615,9 +615,8 @@ def train(
     Saves the model or LoRA adapter, its tokenizer and training_log.json to OUT. An
     interrupted run resumes from its latest checkpoint when the same command is run again.
     """
-    from dgprm.train import TrainOptions, read_dpo_rows, train_dpo
+    from dgprm.train import TrainOptions, train_dpo
 
-    read_dpo_rows(pairs_file)  # fail on bad input before loading a model
     options = TrainOptions(
         beta=beta,
         lora=lora,
