@@ -19,14 +19,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
+from dgprm.matching import ChildIndex
+from dgprm.runner import score_many
 
 from dgprm.config import Settings
 from dgprm.embed import normalise_rows
 from dgprm.llm import LLMClient
 from dgprm.llm.openai import OpenAIBackend
-from dgprm.matching import ChildIndex
 from dgprm.records import Trajectory
-from dgprm.runner import score_many
 from dgprm.scoring import StepScorer
 from dgprm.tree.model import Criterion, Node, RewardTree
 

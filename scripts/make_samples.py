@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from dgprm.data import prmbench_pairs
-from dgprm.records import write_jsonl
+from dgprm.files import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "dgprm" / "samples"

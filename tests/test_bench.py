@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from dgprm.bench.methods import CriticJudge, Judgement
+from dgprm.bench.judges import CriticJudge, Judgement
 from dgprm.bench.metrics import (
     Counts,
     Item,
@@ -32,11 +32,10 @@ from dgprm.bench.prmbench import (
     select_records,
 )
 from dgprm.bench.processbench import results_by_subset
-from dgprm.bench.runner import Task, judge_all, start_run
-from dgprm.config import Settings
+from dgprm.bench.rundir import Task, judge_all, start_run
 from dgprm.data import question_fold
+from dgprm.errors import InputError
 from dgprm.llm import LLMClient, TransientLLMError
-from dgprm.records import InputError
 from dgprm.tree.model import Node, RewardTree
 from tests.conftest import SAMPLES, SHARED, ScriptedBackend, user_text
 
@@ -242,7 +241,7 @@ def _critic_answers(request):
 
 
 def _critic_tasks(client: LLMClient, records: list[tuple[int, dict]]) -> list[Task]:
-    judge = CriticJudge(client, Settings())
+    judge = CriticJudge(client)
     return [Task(i, r["modified_question"], r["modified_process"], judge) for i, r in records]
 
 
@@ -301,7 +300,7 @@ def test_critic_run_resumes_and_scores(tmp_path):
 
 def test_critic_answer_with_wrong_step_count_is_an_invalid_prediction():
     client = LLMClient(ScriptedBackend(lambda r: json.dumps({"steps": []})))
-    judgement = asyncio.run(CriticJudge(client, Settings()).judge("q?", ["a", "b"]))
+    judgement = asyncio.run(CriticJudge(client).judge("q?", ["a", "b"]))
     assert not judgement.valid and "critic" in judgement.error
     assert client.ledger.errors == 1
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from dgprm.config import Settings
+from dgprm.config import PairsConfig
 from dgprm.llm import LLMClient, TransientLLMError
 from dgprm.pairs import PairsReport, export_pairs, score_prefixes
 from dgprm.records import Prefix
@@ -44,7 +44,7 @@ def make_scorer(answer=judge):
     embedder = KeywordEmbedder(dim=64)
     backend = ScriptedBackend(answer)
     client = LLMClient(backend, backoff=0.0)
-    return StepScorer(small_tree(embedder), client, embedder, Settings()), backend
+    return StepScorer(small_tree(embedder), client, embedder), backend
 
 
 PREFIX = Prefix(id="q1", question="What is 2+3, in metres?", steps=["Add the numbers."])
@@ -52,7 +52,10 @@ PREFIX = Prefix(id="q1", question="What is 2+3, in metres?", steps=["Add the num
 
 def run(scorer, tmp_path, prefixes=(PREFIX,), **kwargs):
     scored = tmp_path / "pairs.scored.jsonl"
-    report = asyncio.run(score_prefixes(scorer, list(prefixes), scored, **kwargs))
+    sampling = {k: kwargs.pop(k) for k in ("n", "temperature", "seed") if k in kwargs}
+    report = asyncio.run(
+        score_prefixes(scorer, list(prefixes), scored, config=PairsConfig(**sampling), **kwargs)
+    )
     return report, scored
 
 

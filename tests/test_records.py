@@ -2,14 +2,10 @@ import json
 
 import pytest
 
-from dgprm.records import (
-    InputError,
-    PreferencePair,
-    ResumableJsonl,
-    Trajectory,
-    read_records,
-    write_jsonl,
-)
+from dgprm.errors import InputError
+from dgprm.files import write_jsonl
+from dgprm.records import PreferencePair, Trajectory, read_records
+from dgprm.runs import ResumableJsonl
 
 
 def _write(tmp_path, lines, name="in.jsonl"):

@@ -5,12 +5,11 @@ import re
 import numpy as np
 import pytest
 
-from dgprm.config import Settings
+from dgprm.config import ScoringConfig
+from dgprm.errors import InputError
 from dgprm.llm import TransientLLMError
-from dgprm.matching import ChildIndex
-from dgprm.records import InputError, Trajectory
-from dgprm.runner import score_many
-from dgprm.scoring import CRITIC_ID, StepScorer, aggregate, context_window
+from dgprm.records import Trajectory
+from dgprm.scoring import CRITIC_ID, ChildIndex, StepScorer, aggregate, context_window, score_many
 from dgprm.tree.model import Criterion, Node, RewardTree
 from tests.conftest import KeywordEmbedder, user_text
 
@@ -107,9 +106,7 @@ def make_scorer(scripted_client, embedder, answer=judge, mode="dynamic", **setti
         small_tree(embedder) if mode != "no-tree" else None,
         client,
         embedder,
-        Settings(**settings),
-        mode=mode,
-        merge_select_analyze=merge,
+        ScoringConfig(mode=mode, merge_r_phi=merge, **settings),
     )
     return scorer, backend
 
@@ -196,7 +193,7 @@ def test_bad_inputs_are_refused(scripted_client, embedder):
             scorer.score(question, steps)
     client, _ = scripted_client(judge)
     with pytest.raises(InputError, match="embedder"):
-        StepScorer(small_tree(embedder), client, KeywordEmbedder(model_id="other"), Settings())
+        StepScorer(small_tree(embedder), client, KeywordEmbedder(model_id="other"), ScoringConfig())
 
 
 def test_resume_keeps_records_with_errors_unless_asked_to_retry_them(

@@ -11,9 +11,9 @@ pytest.importorskip("trl")
 
 from transformers import TrainerCallback  # noqa: E402
 
-from dgprm.records import InputError  # noqa: E402
+from dgprm.config import TrainConfig  # noqa: E402
+from dgprm.errors import InputError  # noqa: E402
 from dgprm.train import (  # noqa: E402
-    TrainOptions,
     implicit_margin,
     load_policy,
     read_dpo_rows,
@@ -43,7 +43,7 @@ def test_dpo_increases_the_implicit_reward_margin_and_the_output_reloads(
     tiny_model, pairs_file, tmp_path
 ):
     out = tmp_path / "dpo"
-    options = TrainOptions(max_steps=6, learning_rate=5e-3, batch_size=4)
+    options = TrainConfig(max_steps=6, learning_rate=5e-3, batch_size=4)
     summary = train_dpo(pairs_file, str(tiny_model), out, options)
     assert summary["steps"] == 6
     assert summary["first_margin"] == pytest.approx(0.0, abs=1e-6)  # policy starts as the ref
@@ -77,7 +77,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_and_ends_where_an_unbrok
 ):
     # two batches per epoch: the checkpoint after step 1 is mid-epoch, so resuming must
     # restore the data order and skip the batch already seen
-    options = TrainOptions(max_steps=4, learning_rate=5e-3, batch_size=2, save_steps=1)
+    options = TrainConfig(max_steps=4, learning_rate=5e-3, batch_size=2, save_steps=1)
     unbroken = train_dpo(pairs_file, str(tiny_model), tmp_path / "unbroken", options)
     out = tmp_path / "dpo"
     with pytest.raises(RuntimeError, match="killed"):
@@ -97,7 +97,7 @@ def test_a_checkpoint_of_other_settings_is_refused_not_thrown_away(
     tiny_model, pairs_file, tmp_path
 ):
     out = tmp_path / "dpo"
-    options = TrainOptions(max_steps=3, learning_rate=5e-3, batch_size=2, save_steps=2)
+    options = TrainConfig(max_steps=3, learning_rate=5e-3, batch_size=2, save_steps=2)
     with pytest.raises(RuntimeError, match="killed"):
         train_dpo(pairs_file, str(tiny_model), out, options, callbacks=[_StopAt(3)])
     options.learning_rate = 1e-3
@@ -108,7 +108,7 @@ def test_a_checkpoint_of_other_settings_is_refused_not_thrown_away(
 
 def test_a_partial_run_without_a_checkpoint_is_replaced(tiny_model, pairs_file, tmp_path):
     out = tmp_path / "dpo"
-    options = TrainOptions(max_steps=3, learning_rate=5e-3, batch_size=2, save_steps=2)
+    options = TrainConfig(max_steps=3, learning_rate=5e-3, batch_size=2, save_steps=2)
     with pytest.raises(RuntimeError, match="killed"):
         train_dpo(pairs_file, str(tiny_model), out, options, callbacks=[_StopAt(1)])
     options.learning_rate = 1e-3
@@ -120,14 +120,14 @@ def test_a_finished_output_is_reused_by_the_same_run_and_never_replaced(
     tiny_model, pairs_file, tmp_path
 ):
     out = tmp_path / "dpo"
-    options = TrainOptions(max_steps=1, batch_size=2)
+    options = TrainConfig(max_steps=1, batch_size=2)
     first = train_dpo(pairs_file, str(tiny_model), out, options)
     weights = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     again = train_dpo(pairs_file, str(tiny_model), out, options)
     assert again["already_trained"] and again["last_loss"] == first["last_loss"]
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == weights  # untouched
     with pytest.raises(InputError, match="holds a training with another --max-steps"):
-        train_dpo(pairs_file, str(tiny_model), out, TrainOptions(max_steps=2, batch_size=2))
+        train_dpo(pairs_file, str(tiny_model), out, TrainConfig(max_steps=2, batch_size=2))
     (tmp_path / "notes").mkdir()
     with pytest.raises(InputError, match="records no dgprm training run"):
         train_dpo(pairs_file, str(tiny_model), tmp_path / "notes", options)
@@ -140,7 +140,7 @@ def test_lora_adapter_is_saved_and_reloads(tiny_model, pairs_file, tmp_path):
     from peft import AutoPeftModelForCausalLM
 
     out = tmp_path / "lora"
-    options = TrainOptions(lora=True, lora_rank=4, max_steps=3, learning_rate=1e-2)
+    options = TrainConfig(lora=True, lora_rank=4, max_steps=3, learning_rate=1e-2)
     summary = train_dpo(pairs_file, str(tiny_model), out, options)
     assert summary["lora"] and (out / "adapter_config.json").is_file()
     model = AutoPeftModelForCausalLM.from_pretrained(str(out))

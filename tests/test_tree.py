@@ -4,19 +4,20 @@ import json
 import numpy as np
 import pytest
 
-from dgprm.config import Settings
+from dgprm.config import TreeConfig
+from dgprm.errors import InputError
 from dgprm.llm import ResponseCache
-from dgprm.records import InputError, PreferencePair, read_records
+from dgprm.records import PreferencePair, read_records
 from dgprm.tree import RewardTree, TreeError, extend_tree
 from tests.conftest import KeywordEmbedder, tree_answers, write_pairs
 
-SETTINGS = Settings(xi=0.25, parent_xi=0.8)
+SETTINGS = TreeConfig(xi=0.25, parent_xi=0.8)
 
 
 def build(pairs, client, tree=None, embedder=None, settings=SETTINGS):
     return asyncio.run(
         extend_tree(
-            tree, pairs, client=client, embedder=embedder or KeywordEmbedder(), settings=settings
+            tree, pairs, client=client, embedder=embedder or KeywordEmbedder(), config=settings
         )
     )
 
@@ -112,7 +113,7 @@ def test_inconsistent_structure_is_refused_even_with_matching_checksums(
 def test_incremental_add_keeps_ids_and_resummarises_only_changed_parents(
     scripted_client, parent_xi
 ):
-    settings = Settings(xi=0.25, parent_xi=parent_xi)
+    settings = TreeConfig(xi=0.25, parent_xi=parent_xi)
 
     def answers(request):
         stage = request.template.split("@")[0]

@@ -1,24 +1,40 @@
-"""One settings object for every command: hyper-parameters, models, concurrency.
+"""One config object per stage, with help text on every field (TRL's habit).
 
-Values come from defaults, then an optional TOML file (``--config``), then CLI
-flags, later sources winning.
+- :class:`RuntimeConfig` — models, concurrency, cache and input limits shared by every command;
+- :class:`TreeConfig` — building a reward tree (ξ, parent ξ, criteria per pair);
+- :class:`ScoringConfig` — dynamic step scoring (μ, ζ, aggregation, threshold, mode);
+- :class:`PairsConfig` — sampling candidate steps for Pareto pairs;
+- :class:`TrainConfig` — step-wise DPO.
+
+Defaults are written here once: the command line takes its defaults and help from these
+fields. :class:`Settings` groups them and loads an optional TOML file (``--config``), flags
+winning over the file and the file over the defaults. In the file, top-level keys set the
+fields of the runtime, tree and scoring configs (each name is unique among them); the
+sections ``[runtime]``, ``[tree]``, ``[scoring]``, ``[pairs]`` and ``[train]`` set one config.
 
 Example:
-    >>> s = Settings().merged({"xi": 0.3})
-    >>> s.xi, s.zeta, s.mu
+    >>> s = Settings().merged(tree={"xi": 0.3})
+    >>> s.tree.xi, s.scoring.zeta, s.scoring.mu
     (0.3, 0.2, 20)
+    >>> scoring = ScoringConfig(agg="min").replace(threshold=0.7, mu=None)
+    >>> scoring.agg, scoring.threshold, scoring.mu
+    ('min', 0.7, 20)
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dgprm.records import InputError
+from dgprm.errors import InputError
+
+C = TypeVar("C", bound="StageConfig")
+Mode = Literal["dynamic", "static", "no-tree"]
+StepAggregation = Literal["mean", "min"]
 
 
 def default_cache_path() -> Path:
@@ -29,64 +45,183 @@ def default_cache_path() -> Path:
     return base / "dgprm" / "llm-cache.sqlite"
 
 
-class Settings(BaseModel):
-    """Every knob of dgprm, with the paper's values as defaults."""
+def _first_error(exc: ValidationError) -> InputError:
+    first = exc.errors()[0]
+    name = ".".join(str(part) for part in first["loc"]) or "(config)"
+    return InputError(f"setting '{name}': {first['msg']}")
+
+
+class StageConfig(BaseModel):
+    """Base of every config: validated on assignment, unknown keys refused."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    xi: float = Field(
-        0.25, gt=0, lt=2, description="merge threshold (cosine distance) for children"
-    )
-    parent_xi: float = Field(
-        0.6, gt=0, lt=2, description="cosine distance within which children share a parent"
-    )
-    zeta: float = Field(0.2, gt=0, lt=2, description="child matching threshold (cosine distance)")
-    mu: int = Field(20, ge=0, description="previous steps kept as context")
-    llm: str = Field("embedded", description="LLM spec: embedded | gguf:PATH | openai:URL#MODEL")
-    embedder: str = Field(
-        "minilm", description="embedder spec: minilm | st:PATH | openai:URL#MODEL"
-    )
-    concurrency: int = Field(4, ge=1, description="LLM calls in flight at once")
-    seed: int = 0
-    temperature: float = Field(0.0, ge=0)
-    max_chars: int = Field(20_000, ge=100, description="longest accepted input text")
-    on_long: Literal["error", "truncate"] = "error"
-    max_criteria: int = Field(4, ge=1, le=16, description="criteria the judge writes per pair")
-    prefilter_parents: int = Field(8, ge=1, description="parents shown to R after embedding filter")
-    agg: Literal["mean", "min"] = "mean"
-    threshold: float = Field(0.5, ge=0, le=1, description="step is valid when reward > threshold")
-    cache: str | None = Field(None, description="SQLite cache path (default: ~/.cache/dgprm)")
-
-    def merged(self, overrides: dict[str, Any]) -> Settings:
-        """A copy with every non-None override applied and validated."""
-        data = self.model_dump()
-        data.update({k: v for k, v in overrides.items() if v is not None})
+    def replace(self: C, **changes: Any) -> C:
+        """A validated copy with every change that is not ``None`` applied."""
+        data = {**self.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
         try:
-            return Settings.model_validate(data)
+            return type(self).model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise InputError(f"setting '{first['loc'][0]}': {first['msg']}") from None
+            raise _first_error(exc) from None
 
-    @classmethod
-    def load(cls, path: str | Path | None, overrides: dict[str, Any] | None = None) -> Settings:
-        """Defaults, then the TOML file at ``path`` (if any), then ``overrides``."""
-        settings = cls()
-        if path is not None:
-            path = Path(path)
-            try:
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
-            except FileNotFoundError:
-                raise InputError(f"{path}: no such config file") from None
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise InputError(f"{path}: invalid TOML: {exc}") from None
-            data = data.get("dgprm", data)
-            try:
-                settings = cls.model_validate(data)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                raise InputError(f"{path}: field '{first['loc'][0]}': {first['msg']}") from None
-        return settings.merged(overrides or {})
+
+class RuntimeConfig(StageConfig):
+    """Models, concurrency, cache and input limits shared by every command."""
+
+    llm: str = Field(
+        "embedded",
+        description="LLM: 'embedded' (SmolLM2-135M, in process), 'gguf:PATH' or "
+        "'openai:BASE_URL#MODEL'.",
+    )
+    embedder: str = Field(
+        "minilm",
+        description="Embedder: 'minilm' (all-MiniLM-L6-v2), 'st:PATH' or 'openai:BASE_URL#MODEL'.",
+    )
+    concurrency: int = Field(4, ge=1, description="LLM calls in flight at once.")
+    cache: str | None = Field(
+        None, description="SQLite response cache (default $DGPRM_CACHE or ~/.cache/dgprm)."
+    )
+    seed: int = Field(0, description="Seed of every judge call.")
+    temperature: float = Field(0.0, ge=0, description="Sampling temperature of the judge.")
+    max_chars: int = Field(20_000, ge=100, description="Longest accepted input text.")
+    on_long: Literal["error", "truncate"] = Field(
+        "error", description="What to do with a longer text: refuse it or truncate it."
+    )
 
     @property
     def cache_path(self) -> Path:
         return Path(self.cache) if self.cache else default_cache_path()
+
+
+class TreeConfig(StageConfig):
+    """Building a reward tree (METHOD.md §1)."""
+
+    xi: float = Field(
+        0.25, gt=0, lt=2, description="ξ: criteria within this cosine distance form one child."
+    )
+    parent_xi: float = Field(
+        0.6, gt=0, lt=2, description="Children within this cosine distance share a parent."
+    )
+    max_criteria: int = Field(4, ge=1, le=16, description="Criteria the judge writes per pair.")
+
+
+class ScoringConfig(StageConfig):
+    """Dynamic step scoring (METHOD.md §2)."""
+
+    mu: int = Field(20, ge=0, description="μ: previous steps kept as context.")
+    zeta: float = Field(
+        0.2, gt=0, lt=2, description="ζ: children within this cosine distance of an aspect match."
+    )
+    prefilter_parents: int = Field(
+        8, ge=1, description="Parents offered to R (most similar by embedding) in a large tree."
+    )
+    agg: StepAggregation = Field("mean", description="Step reward from its vector: mean | min.")
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="A step is labelled correct when its reward > threshold."
+    )
+    mode: Mode = Field(
+        "dynamic",
+        description="dynamic (R → Φ → ζ-match → S), static (every parent, ablation) or "
+        "no-tree (a plain critic on one generic criterion, ablation).",
+    )
+    merge_r_phi: bool = Field(
+        False, description="One LLM call for R and Φ (2 calls per step instead of 3)."
+    )
+
+
+class PairsConfig(StageConfig):
+    """Sampling candidate next steps for Pareto preference pairs (METHOD.md §3)."""
+
+    n: int = Field(4, ge=1, description="Candidates sampled per prefix.")
+    temperature: float = Field(0.8, ge=0, description="Policy sampling temperature.")
+    seed: int = Field(0, description="Seed of the first candidate (+1 per candidate).")
+    conversational: bool = Field(
+        False, description="Write prompt/chosen/rejected as chat messages."
+    )
+
+
+class TrainConfig(StageConfig):
+    """Step-wise DPO with TRL's DPOTrainer."""
+
+    beta: float = Field(0.1, gt=0, description="DPO β.")
+    lora: bool = Field(False, description="Train a LoRA adapter (peft) instead of every weight.")
+    lora_rank: int = Field(8, ge=1, description="LoRA rank.")
+    epochs: float = Field(1.0, gt=0, description="Training epochs.")
+    max_steps: int = Field(-1, ge=-1, description="Stop after N steps (-1: epochs decide).")
+    learning_rate: float = Field(5e-6, gt=0, description="Learning rate.")
+    batch_size: int = Field(4, ge=1, description="Pairs per device batch.")
+    max_length: int = Field(512, ge=8, description="Longest prompt + step in tokens.")
+    seed: int = Field(0, description="Training seed.")
+    save_steps: int = Field(
+        200, ge=0, description="Checkpoint every N steps (the latest is kept; 0: never)."
+    )
+
+
+SECTIONS: dict[str, type[StageConfig]] = {
+    "runtime": RuntimeConfig,
+    "tree": TreeConfig,
+    "scoring": ScoringConfig,
+    "pairs": PairsConfig,
+    "train": TrainConfig,
+}
+#: Top-level keys of a config file belong to these sections (their field names are unique).
+FLAT_SECTIONS = ("runtime", "tree", "scoring")
+
+
+class Settings(StageConfig):
+    """Every stage's config, as one object a command loads.
+
+    Example:
+        >>> Settings().runtime.llm, Settings().tree.xi
+        ('embedded', 0.25)
+    """
+
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Shared settings.")
+    tree: TreeConfig = Field(default_factory=TreeConfig, description="Tree building.")
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig, description="Step scoring.")
+    pairs: PairsConfig = Field(default_factory=PairsConfig, description="Pareto pairs.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="DPO training.")
+
+    def merged(self, **sections: dict[str, Any] | None) -> Settings:
+        """A copy with the non-``None`` values of ``sections`` (name → overrides) applied."""
+        for name in sections:
+            if name not in SECTIONS:
+                raise InputError(f"unknown settings section {name!r}")
+        return Settings(
+            **{name: getattr(self, name).replace(**(sections.get(name) or {})) for name in SECTIONS}
+        )
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **sections: dict[str, Any] | None) -> Settings:
+        """Defaults, then the TOML file at ``path`` (if any), then ``sections`` overrides."""
+        settings = cls()
+        if path is not None:
+            settings = cls._from_file(Path(path))
+        return settings.merged(**sections)
+
+    @classmethod
+    def _from_file(cls, path: Path) -> Settings:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such config file") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: invalid TOML: {exc}") from None
+        data = data.get("dgprm", data)
+        grouped: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+        owner = {f: s for s in FLAT_SECTIONS for f in SECTIONS[s].model_fields}
+        for key, value in data.items():
+            if key in SECTIONS and isinstance(value, dict):
+                grouped[key].update(value)
+            elif key in owner:
+                grouped[owner[key]][key] = value
+            else:
+                raise InputError(f"{path}: field '{key}': unknown setting")
+        try:
+            return cls.model_validate(grouped)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            section, name = (str(part) for part in (*first["loc"], "")[:2])
+            flat = name in data and section in FLAT_SECTIONS  # written as a top-level key
+            shown = name if flat else f"{section}.{name}".rstrip(".")
+            raise InputError(f"{path}: field '{shown}': {first['msg']}") from None

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dgprm.records import InputError, iter_json_lines
+from dgprm.errors import InputError
+from dgprm.records import iter_json_lines
 
 PRMBENCH_REQUIRED = ("idx", "classification", "modified_process", "original_process", "error_steps")
 
@@ -143,3 +144,13 @@ def processbench_items(path: str | Path) -> list[dict[str, Any]]:
             if key not in item:
                 raise InputError(f"{path}: record {i}: field '{key}': missing")
     return data
+
+
+def processbench_trajectories(
+    path: str | Path, *, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Trajectories to score from one ProcessBench subset file (the first ``limit``)."""
+    return [
+        {"id": i["id"], "question": i["problem"], "steps": i["steps"]}
+        for i in processbench_items(path)[:limit]
+    ]

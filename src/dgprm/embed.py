@@ -10,8 +10,10 @@ Spec strings (``--embedder``):
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -148,3 +150,68 @@ def make_embedder(spec: str) -> Embedder:
     raise ValueError(
         f"unknown embedder spec {spec!r}: use 'minilm', 'st:PATH' or 'openai:BASE_URL#MODEL'"
     )
+
+
+class AsyncEmbedder:
+    """Concurrent callers' texts encoded together, and repeated texts encoded once.
+
+    Scoring embeds a few aspects per step, from many steps at once. Each
+    :meth:`encode` call queues its texts; one worker thread encodes everything queued so
+    far in one batch, so concurrent steps share a forward pass instead of waiting for
+    each other one at a time. Vectors of the last ``cache_size`` distinct texts are kept.
+
+    Example:
+        >>> class Letters:
+        ...     model_id = "letters"
+        ...     calls = 0
+        ...     def encode(self, texts):
+        ...         Letters.calls += 1
+        ...         return normalise_rows([[t.count("a"), t.count("b")] for t in texts])
+        >>> embedder = AsyncEmbedder(Letters())
+        >>> async def many():
+        ...     return await asyncio.gather(*(embedder.encode([t]) for t in ["ab", "b", "ab"]))
+        >>> [v.tolist() for v in asyncio.run(many())][1], Letters.calls
+        ([[0.0, 1.0]], 1)
+    """
+
+    def __init__(self, embedder: Embedder, *, cache_size: int = 10_000) -> None:
+        self.embedder = embedder
+        self.model_id = embedder.model_id
+        self.cache_size = cache_size
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._queued: list[tuple[list[str], asyncio.Future[None]]] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    async def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit float32 rows for ``texts``, in order."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if missing:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._queued.append((missing, done))
+            if self._worker is None or self._worker.done():
+                self._worker = asyncio.create_task(self._drain())
+            await done
+        rows = [self._vectors[t] for t in texts]
+        for t in texts:
+            self._vectors.move_to_end(t)
+        while len(self._vectors) > self.cache_size:
+            self._vectors.popitem(last=False)
+        dim = rows[0].shape[0] if rows else 0
+        return np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
+
+    async def _drain(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            texts = list(dict.fromkeys(t for ts, _ in batch for t in ts if t not in self._vectors))
+            try:
+                vectors = await asyncio.to_thread(self.embedder.encode, texts) if texts else []
+            except Exception as exc:  # every waiter of this batch gets the error
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for text, vector in zip(texts, vectors, strict=True):
+                self._vectors[text] = vector
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)

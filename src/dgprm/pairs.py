@@ -14,27 +14,26 @@ Example (see tests/test_pairs.py for a runnable version with test doubles):
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dgprm.llm import Ledger, LLMClient, LLMFailure
+from dgprm.config import PairsConfig, RuntimeConfig, ScoringConfig
+from dgprm.errors import InputError
+from dgprm.files import write_jsonl
+from dgprm.llm import make_client
+from dgprm.llm.base import LLMFailure
+from dgprm.llm.client import LLMClient
 from dgprm.pareto import preference_pairs
-from dgprm.progress import NoProgress, Progress, counted
+from dgprm.progress import Progress, counted
 from dgprm.prompts import load_template
-from dgprm.records import (
-    Prefix,
-    ResumableJsonl,
-    earlier_run_note,
-    has_errors,
-    iter_json_lines,
-    write_jsonl,
-)
-from dgprm.runner import for_each_bounded
-from dgprm.scoring import StepScorer, render_context
+from dgprm.records import CandidateSet, Prefix, iter_json_lines, read_records
+from dgprm.runs import RunStats, run_resumable
+from dgprm.scoring.scorer import StepScorer
+from dgprm.text import number_steps
+from dgprm.tree.model import RewardTree
 
 CANDIDATE_CHARS = 800
 
@@ -63,8 +62,9 @@ def prompt_text(question: str, steps: list[str]) -> str:
         >>> prompt_text("What is 2+3?", ["2+3 = 5"])
         'What is 2+3?\\nStep 1: 2+3 = 5\\nStep 2:'
     """
-    lines = [question.strip(), *(f"Step {i + 1}: {s.strip()}" for i, s in enumerate(steps))]
-    return "\n".join([*lines, f"Step {len(steps) + 1}:"])
+    return "\n".join(
+        [question.strip(), *([number_steps(steps)] if steps else []), f"Step {len(steps) + 1}:"]
+    )
 
 
 def clean_candidate(text: str) -> str:
@@ -87,7 +87,7 @@ async def sample_candidates(
 ) -> tuple[list[str], list[str]]:
     """``n`` sampled next steps (distinct seeds; duplicates and blanks dropped) and errors."""
     template = load_template("next_step")
-    steps = "\n".join(f"Step {i + 1}: {s.strip()}" for i, s in enumerate(prefix.steps))
+    steps = number_steps(prefix.steps)
 
     async def one(j: int) -> str | LLMFailure:
         request = template.render(
@@ -115,10 +115,7 @@ async def score_prefix(scorer: StepScorer, prefix: Prefix, candidates: list[str]
     t = len(prefix.steps)
     continuations = [[*prefix.steps, c] for c in candidates]
     selections = await asyncio.gather(
-        *(
-            scorer.select_criteria(prefix.question, s, t, render_context(s, t, scorer.settings.mu))
-            for s in continuations
-        )
+        *(scorer.select_criteria(prefix.question, s, t) for s in continuations)
     )
     chosen: set[str] = set()
     for selection in selections:
@@ -126,8 +123,7 @@ async def score_prefix(scorer: StepScorer, prefix: Prefix, candidates: list[str]
             scored.errors.append(f"{selection.stage}: {selection.reason}")
         else:
             chosen.update(selection)
-    order = {c: i for i, c in enumerate(scorer.texts)}
-    scored.criteria = sorted(chosen, key=lambda c: order.get(c, len(order)))
+    scored.criteria = scorer.index.ordered(chosen)
     if not scored.criteria:
         return scored
     results = await asyncio.gather(
@@ -186,30 +182,25 @@ def dpo_rows(scored: ScoredPrefix, *, conversational: bool = False) -> list[dict
 
 
 @dataclass
-class PairsReport:
+class PairsReport(RunStats):
     """What one ``dgprm pairs`` invocation scored and what the export holds."""
 
-    prefixes: int = 0
-    skipped: int = 0  # scored by an earlier run
-    skipped_with_errors: int = 0
-    retried: int = 0  # records with errors dropped and scored again
     candidates: int = 0
     paired_prefixes: int = 0  # prefixes with at least one pair in the export
     pairs: int = 0
     no_pair: int = 0
     too_few: int = 0
     without_candidates: int = 0  # prefixes whose id is not in the given candidates
-    wall_seconds: float = 0.0
-    ledger: Ledger = field(default_factory=Ledger)
+
+    @property
+    def prefixes(self) -> int:
+        """Prefixes scored by this run."""
+        return self.done
 
     def rows(self) -> list[tuple[str, str]]:
         sources = counted(self.paired_prefixes, "prefix", "prefixes")
         return [
-            (
-                "prefixes scored",
-                f"{self.prefixes} "
-                f"({earlier_run_note(self.skipped, self.skipped_with_errors, self.retried)})",
-            ),
+            ("prefixes scored", f"{self.prefixes} ({self.earlier_note()})"),
             ("candidates scored", str(self.candidates)),
             ("pairs exported", f"{self.pairs} from {sources}"),
             ("prefixes without a pair", f"{self.no_pair} (candidates mutually non-dominated)"),
@@ -219,8 +210,7 @@ class PairsReport:
                 if self.without_candidates
                 else []
             ),
-            *self.ledger.summary_rows(self.prefixes, "prefix"),
-            ("wall time", f"{self.wall_seconds:.1f} s"),
+            *self.usage_rows(self.prefixes, "prefix"),
         ]
 
 
@@ -256,9 +246,7 @@ async def score_prefixes(
     *,
     candidates: dict[str, list[str]] | None = None,
     policy: LLMClient | None = None,
-    n: int = 4,
-    temperature: float = 0.8,
-    seed: int = 0,
+    config: PairsConfig | None = None,
     concurrency: int = 4,
     progress: Progress | None = None,
     retry_errors: bool = False,
@@ -267,42 +255,131 @@ async def score_prefixes(
     ``retry_errors``, prefixes whose record has errors are scored again).
 
     Candidates come from ``candidates`` (prefix id → texts) or are sampled from
-    ``policy``. Each finished prefix is appended to ``scored_out`` as one line.
+    ``policy`` (``config.n`` of them at ``config.temperature``, seeds from
+    ``config.seed``). Each finished prefix is appended to ``scored_out`` as one line.
     """
-    started = time.perf_counter()
-    progress = progress or NoProgress()
+    config = config or PairsConfig()
     report = PairsReport()
-    clients = [scorer.client] + (
-        [policy] if policy is not None and policy is not scorer.client else []
+
+    async def one(prefix: Prefix) -> dict[str, Any]:
+        errors: list[str] = []
+        if candidates is not None:
+            report.without_candidates += prefix.id not in candidates
+            texts = list(dict.fromkeys(c.strip() for c in candidates.get(prefix.id, [])))
+        else:
+            assert policy is not None
+            texts, errors = await sample_candidates(
+                policy, prefix, config.n, temperature=config.temperature, seed=config.seed
+            )
+        scored = await score_prefix(scorer, prefix, texts)
+        scored.errors[:0] = errors
+        report.candidates += len(scored.vectors)
+        return scored.to_dict()
+
+    await run_resumable(
+        prefixes,
+        scored_out,
+        one,
+        report,
+        clients=[scorer.client, *([policy] if policy is not None else [])],
+        concurrency=concurrency,
+        progress=progress,
+        stage="prefixes",
+        retry_errors=retry_errors,
     )
-    before = [c.ledger.copy() for c in clients]
-    with ResumableJsonl(
-        scored_out, failed=has_errors, retry_failed=retry_errors, among={p.id for p in prefixes}
-    ) as sink:
-        todo = [p for p in prefixes if p.id not in sink.done]
-        report.skipped = len(prefixes) - len(todo)
-        report.skipped_with_errors, report.retried = sink.failed_kept, sink.retried
-        progress.start("prefixes", len(todo))
-
-        async def one(prefix: Prefix) -> None:
-            errors: list[str] = []
-            if candidates is not None:
-                report.without_candidates += prefix.id not in candidates
-                texts = list(dict.fromkeys(c.strip() for c in candidates.get(prefix.id, [])))
-            else:
-                assert policy is not None
-                texts, errors = await sample_candidates(
-                    policy, prefix, n, temperature=temperature, seed=seed
-                )
-            scored = await score_prefix(scorer, prefix, texts)
-            scored.errors[:0] = errors
-            sink.write(scored.to_dict())
-            report.prefixes += 1
-            report.candidates += len(scored.vectors)
-            progress.advance("prefixes")
-
-        await for_each_bounded(todo, one, concurrency)
-    for client, snapshot in zip(clients, before, strict=True):
-        report.ledger.add(client.ledger.since(snapshot))
-    report.wall_seconds = time.perf_counter() - started
     return report
+
+
+def scored_path(out: str | Path) -> Path:
+    """Where ``dgprm pairs`` keeps the scored prefixes of the pairs file ``out``.
+
+    Example:
+        >>> scored_path("runs/dpo_pairs.jsonl").name
+        'dpo_pairs.scored.jsonl'
+    """
+    out = Path(out)
+    return out.with_name(out.stem + ".scored.jsonl")
+
+
+def _candidate_sets(
+    candidates: str | Path | dict[str, list[str]], prefixes: list[Prefix], runtime: RuntimeConfig
+) -> dict[str, list[str]]:
+    if isinstance(candidates, dict):
+        given = candidates
+    else:
+        sets = read_records(
+            candidates, CandidateSet, max_chars=runtime.max_chars, on_long=runtime.on_long
+        )
+        given = {c.id: c.candidates for c in sets}
+    if not any(p.id in given for p in prefixes):
+        shown = ", ".join(p.id for p in prefixes[:3]) + (", …" if len(prefixes) > 3 else "")
+        raise InputError(
+            f"{candidates if not isinstance(candidates, dict) else 'candidates'}: no candidate "
+            f"set has the id of a prefix (prefix ids: {shown})"
+        )
+    return given
+
+
+async def amake_pairs(
+    prefixes: str | Path | list[Prefix],
+    out: str | Path,
+    *,
+    tree: str | Path | RewardTree,
+    policy: str | LLMClient | None = None,
+    candidates: str | Path | dict[str, list[str]] | None = None,
+    llm: str | LLMClient | None = None,
+    scoring: ScoringConfig | None = None,
+    config: PairsConfig | None = None,
+    runtime: RuntimeConfig | None = None,
+    limit: int | None = None,
+    retry_errors: bool = False,
+    progress: Progress | None = None,
+) -> PairsReport:
+    """Pareto preference pairs for DPO from scored candidate next steps of the first
+    ``limit`` prefixes, written to ``out`` in TRL's format.
+
+    Candidates are sampled from ``policy`` (an LLM spec or client) or given as
+    ``candidates`` (a JSONL path or prefix id → steps). Scored prefixes are kept in
+    :func:`scored_path` ``(out)``, so an interrupted run continues where it stopped.
+    """
+    config, runtime = config or PairsConfig(), runtime or RuntimeConfig()
+    if (policy is None) == (candidates is None):
+        raise InputError("give exactly one of --policy and --candidates")
+    if policy is not None and (config.temperature <= 0 or config.n < 2):
+        raise InputError("sampling candidates needs --temperature > 0 and --n ≥ 2")
+    if isinstance(prefixes, list):
+        items = prefixes[:limit]
+    else:
+        items = read_records(
+            prefixes, Prefix, max_chars=runtime.max_chars, on_long=runtime.on_long
+        )[:limit]
+    given = _candidate_sets(candidates, items, runtime) if candidates is not None else None
+    scorer = StepScorer.from_tree(
+        tree, llm if llm is not None else runtime.llm, config=scoring, runtime=runtime
+    )
+    policy_client = make_client(runtime.replace(llm=policy)) if isinstance(policy, str) else policy
+    scored = scored_path(out)
+    try:
+        report = await score_prefixes(
+            scorer,
+            items,
+            scored,
+            candidates=given,
+            policy=policy_client,
+            config=config,
+            concurrency=runtime.concurrency,
+            progress=progress,
+            retry_errors=retry_errors,
+        )
+    finally:
+        if not isinstance(llm, LLMClient):
+            await scorer.client.aclose()
+        if isinstance(policy, str) and policy_client is not None:
+            await policy_client.aclose()
+    export_pairs(scored, out, [p.id for p in items], report, conversational=config.conversational)
+    return report
+
+
+def make_pairs(prefixes: str | Path | list[Prefix], out: str | Path, **options: Any) -> PairsReport:
+    """Synchronous twin of :func:`amake_pairs` (same options)."""
+    return asyncio.run(amake_pairs(prefixes, out, **options))

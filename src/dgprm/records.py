@@ -1,8 +1,7 @@
-"""Records for every file dgprm reads or writes, and JSONL input/output.
+"""The records dgprm reads (pairs, trajectories, prefixes, candidates) and the JSONL reader.
 
-Every reader reports bad input as :class:`InputError` with the file, the line
-and the field, so a user can fix the exact place. Every writer writes to a
-temporary file first and renames it, so no half-written artifact is left.
+Every reader reports bad input as :class:`~dgprm.errors.InputError` with the file, the
+line and the field, so a user can fix the exact place.
 
 Example:
     >>> pair = PreferencePair(id="p1", question="2+2?", chosen=["2+2=4"], rejected=["2+2=5"])
@@ -12,23 +11,17 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dgprm.errors import InputError
+
 DEFAULT_MAX_CHARS = 20_000
-
-
-class InputError(ValueError):
-    """Bad user input, with a one-line message naming file, line and field."""
 
 
 def _nonblank(value: str, what: str) -> str:
@@ -226,148 +219,3 @@ def read_records(
     if not records:
         raise InputError(f"{path}: no records")
     return records
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it over ``path`` on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def write_jsonl(path: str | Path, rows: list[dict[str, Any]] | Iterator[dict[str, Any]]) -> int:
-    """Atomically write ``rows`` as JSONL; return the number of lines."""
-    count = 0
-    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-    return count
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB blocks (input hashes in manifests)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    """Atomically write one JSON document."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-
-
-def has_errors(record: dict[str, Any]) -> bool:
-    """Whether an output record carries errors: an ``errors`` list (``score``, ``pairs``)
-    or an ``error`` field (benchmark predictions).
-
-    Example:
-        >>> has_errors({"id": "a", "errors": []}), has_errors({"id": "b", "errors": ["x"]})
-        (False, True)
-        >>> has_errors({"idx": "c", "error": "critic: unparseable answer"})
-        True
-    """
-    return bool(record.get("errors") or record.get("error"))
-
-
-def earlier_run_note(kept: int, failed_kept: int, retried: int) -> str:
-    """How a resumed run used the records already in its output, for its summary.
-
-    Example:
-        >>> earlier_run_note(5, 2, 0)
-        '+5 from an earlier run, 2 of them with errors (--retry-errors redoes them)'
-        >>> earlier_run_note(3, 0, 2)
-        '+3 from an earlier run; 2 with errors redone'
-    """
-    note = f"+{kept} from an earlier run"
-    if retried:
-        return f"{note}; {retried} with errors redone"
-    if failed_kept:
-        return f"{note}, {failed_kept} of them with errors (--retry-errors redoes them)"
-    return note
-
-
-class ResumableJsonl:
-    """An append-only JSONL output that a re-run continues.
-
-    Complete lines already present are kept and their ``id`` values reported by
-    :attr:`done`; a torn last line (from a killed run) is dropped. Lines of the ids in
-    ``among`` (all lines when ``None``) for which ``failed`` is true are counted in
-    :attr:`failed_kept`, or, with ``retry_failed``, dropped so that their ids are done
-    again (counted in :attr:`retried`).
-
-    Example:
-        >>> import pathlib, tempfile
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "out.jsonl"
-        >>> _ = path.write_text('{"id": "a", "errors": []}\\n{"id": "b", "errors": ["x"]}\\n')
-        >>> with ResumableJsonl(path, failed=has_errors) as sink:
-        ...     sorted(sink.done), sink.failed_kept
-        (['a', 'b'], 1)
-        >>> with ResumableJsonl(path, failed=has_errors, retry_failed=True, among={"a"}) as sink:
-        ...     sorted(sink.done), sink.retried  # "b" is not asked for: kept as it is
-        (['a', 'b'], 0)
-        >>> with ResumableJsonl(path, failed=has_errors, retry_failed=True) as sink:
-        ...     sorted(sink.done), sink.retried
-        (['a'], 1)
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        key: str = "id",
-        *,
-        failed: Callable[[dict[str, Any]], bool] | None = None,
-        retry_failed: bool = False,
-        among: set[str] | None = None,
-    ) -> None:
-        self.path = Path(path)
-        self.key = key
-        self.done: set[str] = set()
-        self.failed_kept = 0
-        self.retried = 0
-        if self.path.exists():
-            good: list[str] = []
-            for raw in self.path.read_bytes().splitlines(keepends=True):
-                try:
-                    obj = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    continue
-                if not (raw.endswith(b"\n") and isinstance(obj, dict) and key in obj):
-                    continue
-                ours = among is None or str(obj[key]) in among
-                if failed is not None and ours and failed(obj):
-                    if retry_failed:
-                        self.retried += 1
-                        continue
-                    self.failed_kept += 1
-                self.done.add(str(obj[key]))
-                good.append(raw.decode("utf-8"))
-            with atomic_path(self.path) as tmp:
-                tmp.write_text("".join(good), encoding="utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = self.path.open("a", encoding="utf-8")
-
-    def write(self, row: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self._handle.flush()
-        self.done.add(str(row[self.key]))
-
-    def close(self) -> None:
-        self._handle.close()
-
-    def __enter__(self) -> ResumableJsonl:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

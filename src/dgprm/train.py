@@ -15,31 +15,19 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dgprm.records import InputError, file_sha256, iter_json_lines, write_json
+from dgprm.config import TrainConfig
+from dgprm.errors import InputError
+from dgprm.files import file_sha256, write_json
+from dgprm.records import iter_json_lines
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 DPO_COLUMNS = ("prompt", "chosen", "rejected")
-
-
-@dataclass
-class TrainOptions:
-    beta: float = 0.1
-    lora: bool = False
-    lora_rank: int = 8
-    epochs: float = 1.0
-    max_steps: int = -1
-    learning_rate: float = 5e-6
-    batch_size: int = 4
-    max_length: int = 512
-    seed: int = 0
-    save_steps: int = 200  # checkpoint every N steps (only the latest is kept); 0: never
 
 
 def _text_or_messages(value: Any) -> bool:
@@ -195,7 +183,7 @@ def train_dpo(
     pairs: str | Path,
     model_spec: str,
     out: str | Path,
-    options: TrainOptions | None = None,
+    options: TrainConfig | None = None,
     callbacks: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Train with DPO on ``pairs`` and save to ``out``; returns the training summary.
@@ -207,7 +195,7 @@ def train_dpo(
     ``callbacks`` are extra ``transformers.TrainerCallback`` objects.
 
     Example:
-        >>> options = TrainOptions(lora=True)
+        >>> options = TrainConfig(lora=True)
         >>> train_dpo("pairs.jsonl", "embedded", "runs/dpo", options)  # doctest: +SKIP
         {'steps': 2, 'first_loss': 0.693, 'last_loss': 0.61, 'last_margin': 0.2, ...}
     """
@@ -215,11 +203,11 @@ def train_dpo(
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    options = options or TrainOptions()
+    options = options or TrainConfig()
     out = Path(out)
     rows = read_dpo_rows(pairs)
     staging = out.with_name(out.name + ".partial")
-    run = {"pairs_sha256": file_sha256(pairs), "model": model_spec, "options": vars(options)}
+    run = {"pairs_sha256": file_sha256(pairs), "model": model_spec, "options": options.model_dump()}
     finished = _finished_run(out, run)
     if finished is not None:
         return finished
@@ -275,7 +263,7 @@ def train_dpo(
         "model": model_spec,
         "pairs": len(rows),
         "lora": options.lora,
-        "options": options.__dict__,
+        "options": options.model_dump(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "steps": trainer.state.global_step,
         "resumed_from_step": int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None,

@@ -9,18 +9,41 @@ table then comes from the copy shipped with dgprm.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dgprm.bench.methods import Judgement
-from dgprm.bench.metrics import COLUMNS, CORRECT, Item, Prediction, leaderboard_row
-from dgprm.data import fold_key, prmbench_items, question_fold
-from dgprm.records import InputError, iter_json_lines
+from dgprm.bench.judges import Judgement, check_method, method_judges
+from dgprm.bench.metrics import (
+    COLUMNS,
+    CORRECT,
+    Item,
+    Prediction,
+    leaderboard_row,
+    prmbench_results,
+)
+from dgprm.bench.rundir import (
+    PREDICTIONS,
+    RunReport,
+    Task,
+    judge_all,
+    method_config,
+    record_invocation,
+    start_run,
+)
+from dgprm.config import RuntimeConfig, ScoringConfig
+from dgprm.data import fold_key, prmbench_items, prmbench_question, question_fold
+from dgprm.errors import InputError
+from dgprm.files import file_sha256, write_json
+from dgprm.llm import make_client
+from dgprm.llm.client import LLMClient
+from dgprm.progress import Progress
+from dgprm.records import iter_json_lines
 from dgprm.tree.model import RewardTree
 
 VALIDITY = "step_level_validity_labels"
@@ -269,3 +292,157 @@ def save_chart(path: Path, rows: list[tuple[str, list[float | None]]], label: st
 def prmbench_records(source: Source) -> list[tuple[str, dict[str, Any]]]:
     """Every ``(item_id, record)`` of the source, duplicate ids dropped (first kept)."""
     return list(prmbench_items(source.records))
+
+
+@dataclass
+class PrmbenchRun:
+    """The outcome of a PRMBench run: the official results, the leaderboard rows with this
+    run's row last (under ``label``), and what this invocation judged (``None`` when a
+    predictions file was scored)."""
+
+    run_dir: Path
+    results: dict[str, Any]
+    rows: list[tuple[str, list[float | None]]]
+    label: str
+    report: RunReport | None = None
+
+
+def _finish(
+    run_dir: Path, predictions: Path, items: dict[str, Item], source: Source, label: str
+) -> PrmbenchRun:
+    """Official results of ``predictions`` over ``items`` into results.json and chart.png."""
+    results = prmbench_results(items, read_predictions(predictions))
+    results["label"] = label
+    write_json(run_dir / "results.json", results)
+    rows = table_rows(results, label, load_leaderboard(leaderboard_path(source)))
+    save_chart(run_dir / "chart.png", rows, label)
+    return PrmbenchRun(run_dir, results, rows, label)
+
+
+def evaluate_predictions(
+    predictions: str | Path,
+    out: str | Path,
+    *,
+    data: str | Path | None = None,
+    subset400: bool = False,
+) -> PrmbenchRun:
+    """The official metric on another PRM's predictions file (PRMBench's output format)."""
+    predictions, out = Path(predictions), Path(out)
+    source = resolve_source(Path(data) if data is not None else None, subset400=subset400)
+    records = prmbench_records(source)
+    if not predictions.is_file():
+        raise InputError(f"{predictions}: no such file")
+    start_run(
+        out,
+        {
+            "predictions": str(predictions),
+            "sha256": file_sha256(predictions),
+            "data": str(source.records),
+        },
+    )
+    return _finish(out, predictions, metric_items(records), source, predictions.stem)
+
+
+async def arun(
+    out: str | Path,
+    *,
+    data: str | Path | None = None,
+    method: str = "dgprm",
+    trees: Sequence[str | Path] = (),
+    subset400: bool = False,
+    categories: list[str] | None = None,
+    limit: int | None = None,
+    fold: int | None = None,
+    scoring: ScoringConfig | None = None,
+    runtime: RuntimeConfig | None = None,
+    client: LLMClient | None = None,
+    retry_errors: bool = False,
+    progress: Progress | None = None,
+) -> PrmbenchRun:
+    """Run ``method`` (``dgprm`` with one tree, or two for a 2-fold cross-fit, or
+    ``critic``) on PRMBench into the resumable run directory ``out``.
+
+    Selection: ``subset400``, ``categories``, ``limit`` items per category, questions of
+    ``fold``. A tree built from a question it would evaluate is refused. Without
+    ``data`` the packaged sample is used. ``client`` overrides the LLM made from
+    ``runtime`` (and is not closed).
+    """
+    out = Path(out)
+    scoring, runtime = scoring or ScoringConfig(), runtime or RuntimeConfig()
+    source = resolve_source(Path(data) if data is not None else None, subset400=subset400)
+    records = prmbench_records(source)
+    if fold is not None and fold not in (0, 1):
+        raise InputError(f"fold {fold} is outside 0..1")
+    in_fold = [(i, r) for i, r in records if fold is None or question_fold(fold_key(r)) == fold]
+    selected = select_records(in_fold, categories=categories, limit=limit)
+    if not selected:
+        raise InputError("no PRMBench items selected")
+    check_method(method, list(trees))
+    loaded = [RewardTree.load(t) for t in trees]
+    which = (
+        assign_trees(list(zip(map(str, trees), loaded, strict=True)), selected, dict(records))
+        if loaded
+        else {}
+    )
+    own_client = client is None
+    client = client or make_client(runtime)
+    try:
+        judges = method_judges(method, loaded, client, scoring, runtime)
+        config = method_config(
+            method,
+            loaded,
+            list(trees),
+            scoring,
+            runtime,
+            client,
+            data=str(source.records),
+            subset400=subset400,
+            categories=categories,
+            limit=limit,
+            fold=fold,
+        )
+        run = start_run(out, config)
+        tasks = [
+            Task(
+                item_id, prmbench_question(r), r["modified_process"], judges[which.get(item_id, 0)]
+            )
+            for item_id, r in selected
+        ]
+        report = await judge_all(
+            tasks,
+            out / PREDICTIONS,
+            key="idx",
+            to_record=lambda task, j: prediction_record(task.id, j),
+            client=client,
+            concurrency=runtime.concurrency,
+            progress=progress,
+            retry_errors=retry_errors,
+        )
+        record_invocation(out, run, report)
+    finally:
+        if own_client:
+            await client.aclose()
+    model = (
+        client.model_id.split(":")[1] if client.model_id.startswith("gguf:") else client.model_id
+    )
+    label = f"dgprm-{method} ({model.removesuffix('.gguf')})"
+    result = _finish(out, out / PREDICTIONS, metric_items(selected), source, label)
+    result.report = report
+    return result
+
+
+def model_label(model_id: str) -> str:
+    """A short model name for tables: the GGUF file name without extension, or the id.
+
+    Example:
+        >>> model_label("gguf:SmolLM2-135M-Instruct.Q4_1.gguf:1234"), model_label("openai:u#m")
+        ('SmolLM2-135M-Instruct.Q4_1', 'openai:u#m')
+    """
+    if model_id.startswith("gguf:"):
+        return model_id.split(":")[1].removesuffix(".gguf")
+    return model_id
+
+
+def run(out: str | Path, **options: Any) -> PrmbenchRun:
+    """Synchronous twin of :func:`arun` (same options)."""
+    return asyncio.run(arun(out, **options))

@@ -7,14 +7,33 @@ the official metric counts as wrong.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dgprm.bench.methods import Judgement
+from dgprm.bench.judges import Judgement, check_method, method_judges
 from dgprm.bench.metrics import first_error, processbench_results
-from dgprm.records import InputError
+from dgprm.bench.rundir import (
+    PREDICTIONS,
+    RunReport,
+    Task,
+    judge_all,
+    method_config,
+    record_invocation,
+    start_run,
+)
+from dgprm.config import RuntimeConfig, ScoringConfig
+from dgprm.data import processbench_items
+from dgprm.errors import InputError
+from dgprm.files import write_json
+from dgprm.llm import make_client
+from dgprm.llm.client import LLMClient
+from dgprm.progress import Progress
+from dgprm.records import iter_json_lines
+from dgprm.tree.model import RewardTree
 
 SUBSETS = ("gsm8k", "math", "olympiadbench", "omnimath")
 
@@ -67,3 +86,84 @@ def results_by_subset(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     f1s = [r["f1"] for r in results.values()]
     results["average_f1"] = sum(f1s) / len(f1s) if f1s else None
     return results
+
+
+@dataclass
+class ProcessbenchRun:
+    """The outcome of a ProcessBench run: results per subset and what was judged."""
+
+    run_dir: Path
+    results: dict[str, Any]
+    model: str
+    report: RunReport
+
+
+async def arun(
+    out: str | Path,
+    *,
+    data: str | Path | None = None,
+    subsets: Sequence[str] = ("gsm8k",),
+    method: str = "dgprm",
+    tree: str | Path | None = None,
+    limit: int | None = None,
+    scoring: ScoringConfig | None = None,
+    runtime: RuntimeConfig | None = None,
+    client: LLMClient | None = None,
+    retry_errors: bool = False,
+    progress: Progress | None = None,
+) -> ProcessbenchRun:
+    """Run ``method`` on the ProcessBench ``subsets`` (the first ``limit`` items of each)
+    into the resumable run directory ``out``; results.json holds the official metric.
+    Without ``data`` the packaged GSM8K sample is used. ``client`` overrides the LLM made
+    from ``runtime`` (and is not closed)."""
+    out = Path(out)
+    scoring, runtime = scoring or ScoringConfig(), runtime or RuntimeConfig()
+    files = {s: subset_file(Path(data) if data is not None else None, s) for s in subsets}
+    paths = [tree] if tree is not None else []
+    check_method(method, paths)
+    loaded = [RewardTree.load(t) for t in paths]
+    own_client = client is None
+    client = client or make_client(runtime)
+    try:
+        judges = method_judges(method, loaded, client, scoring, runtime)
+        config = method_config(
+            method,
+            loaded,
+            paths,
+            scoring,
+            runtime,
+            client,
+            data={s: str(f) for s, f in files.items()},
+            limit=limit,
+        )
+        run = start_run(out, config)
+        items = {s: processbench_items(f)[:limit] for s, f in files.items()}
+        by_id = {i["id"]: (s, i) for s, rows in items.items() for i in rows}
+        tasks = [
+            Task(i["id"], i["problem"], i["steps"], judges[0])
+            for rows in items.values()
+            for i in rows
+        ]
+        report = await judge_all(
+            tasks,
+            out / PREDICTIONS,
+            key="id",
+            to_record=lambda task, j: prediction_record(by_id[task.id][1], by_id[task.id][0], j),
+            client=client,
+            concurrency=runtime.concurrency,
+            progress=progress,
+            retry_errors=retry_errors,
+        )
+        record_invocation(out, run, report)
+    finally:
+        if own_client:
+            await client.aclose()
+    rows = [row for _, row in iter_json_lines(out / PREDICTIONS)]
+    results = results_by_subset(r for r in rows if r["id"] in by_id)
+    write_json(out / "results.json", results)
+    return ProcessbenchRun(out, results, client.model_id, report)
+
+
+def run(out: str | Path, **options: Any) -> ProcessbenchRun:
+    """Synchronous twin of :func:`arun` (same options)."""
+    return asyncio.run(arun(out, **options))

@@ -10,6 +10,7 @@ Use :func:`make_backend` with a spec string:
 
 from __future__ import annotations
 
+from dgprm.config import RuntimeConfig
 from dgprm.llm.base import (
     ChatBackend,
     ChatRequest,
@@ -20,8 +21,10 @@ from dgprm.llm.base import (
 )
 from dgprm.llm.cache import Ledger, ResponseCache
 from dgprm.llm.client import LLMClient, extract_json
+from dgprm.llm.structured import AnswerModel, answer_schema, ask_structured
 
 __all__ = [
+    "AnswerModel",
     "ChatBackend",
     "ChatRequest",
     "Completion",
@@ -31,8 +34,11 @@ __all__ = [
     "PermanentLLMError",
     "ResponseCache",
     "TransientLLMError",
+    "answer_schema",
+    "ask_structured",
     "extract_json",
     "make_backend",
+    "make_client",
     "parse_remote_spec",
 ]
 
@@ -67,4 +73,23 @@ def make_backend(spec: str) -> ChatBackend:
         return OpenAIBackend(*parse_remote_spec(spec))
     raise ValueError(
         f"unknown LLM spec {spec!r}: use 'embedded', 'gguf:PATH' or 'openai:BASE_URL#MODEL'"
+    )
+
+
+def make_client(runtime: RuntimeConfig | str = "embedded") -> LLMClient:
+    """An :class:`LLMClient` for a runtime config (or just an LLM spec, with the default
+    cache and concurrency): the backend, the persistent response cache, the concurrency.
+
+    Example:
+        >>> runtime = RuntimeConfig(llm="openai:http://127.0.0.1:9/v1#m", cache=":memory:")
+        >>> client = make_client(runtime)
+        >>> client.model_id
+        'openai:http://127.0.0.1:9/v1#m'
+    """
+    if isinstance(runtime, str):
+        runtime = RuntimeConfig(llm=runtime)
+    return LLMClient(
+        make_backend(runtime.llm),
+        cache=ResponseCache(runtime.cache_path),
+        concurrency=runtime.concurrency,
     )

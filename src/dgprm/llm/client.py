@@ -52,6 +52,24 @@ def extract_json(text: str) -> Any:
     return obj
 
 
+def validation_message(exc: ValidationError) -> str:
+    """The first validation error as one line naming the field.
+
+    Example:
+        >>> from pydantic import BaseModel
+        >>> class Ok(BaseModel):
+        ...     ok: bool
+        >>> try:
+        ...     Ok.model_validate({"ok": "maybe"})
+        ... except ValidationError as exc:
+        ...     validation_message(exc)
+        "field 'ok': Input should be a valid boolean, unable to interpret input"
+    """
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(answer)"
+    return f"field '{where}': {first['msg'].removeprefix('Value error, ')}"
+
+
 class LLMClient:
     """Cached, concurrency-limited, retrying access to one chat backend.
 
@@ -131,6 +149,7 @@ class LLMClient:
                 for ledger in self._ledgers():
                     ledger.cache_hits += 1
                 return cached
+        ledgers = self._ledgers()
         async with self._limit():
             attempt = 0
             while True:
@@ -138,7 +157,8 @@ class LLMClient:
                 try:
                     completion = await self.backend.complete(request)
                 except TransientLLMError as exc:
-                    self.ledger.llm_seconds += time.perf_counter() - started
+                    for ledger in ledgers:
+                        ledger.llm_seconds += time.perf_counter() - started
                     if attempt >= self.max_retries:
                         raise
                     delay = exc.retry_after
@@ -146,12 +166,14 @@ class LLMClient:
                         delay = min(self.max_backoff, self.backoff * 2**attempt)
                         delay *= 0.5 + random.random() / 2
                     attempt += 1
-                    self.ledger.retries += 1
+                    for ledger in ledgers:
+                        ledger.retries += 1
                     await asyncio.sleep(delay)
                     continue
-                self.ledger.llm_seconds += time.perf_counter() - started
+                for ledger in ledgers:
+                    ledger.llm_seconds += time.perf_counter() - started
                 break
-        for ledger in self._ledgers():
+        for ledger in ledgers:
             ledger.llm_calls += 1
             ledger.prompt_tokens += completion.prompt_tokens
             ledger.completion_tokens += completion.completion_tokens
@@ -182,13 +204,15 @@ class LLMClient:
             return completion
         try:
             return answer.model_validate(extract_json(completion.text))
-        except (ValueError, ValidationError) as exc:
+        except ValidationError as exc:
+            reason = validation_message(exc)
+        except ValueError as exc:
             reason = str(exc).splitlines()[0]
-            if completion.finish_reason == "length":
-                reason = f"answer cut at max_tokens ({reason})"
-            return self.fail(
-                LLMFailure(stage, f"unparseable answer: {reason}", completion.text, context)
-            )
+        if completion.finish_reason == "length":
+            reason = f"answer cut at max_tokens ({reason})"
+        return self.fail(
+            LLMFailure(stage, f"unparseable answer: {reason}", completion.text, context)
+        )
 
     def fail(self, failure: LLMFailure) -> LLMFailure:
         """Record a failure found by a caller (e.g. an answer naming unknown criteria)."""

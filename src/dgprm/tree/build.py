@@ -13,20 +13,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dgprm import __version__
-from dgprm.config import Settings
-from dgprm.embed import Embedder
-from dgprm.llm import Ledger, LLMClient, LLMFailure
+from dgprm.config import RuntimeConfig, TreeConfig
+from dgprm.embed import Embedder, make_embedder
+from dgprm.errors import InputError
+from dgprm.files import file_sha256
+from dgprm.llm import make_client
+from dgprm.llm.base import LLMFailure
+from dgprm.llm.cache import Ledger
+from dgprm.llm.client import LLMClient
 from dgprm.progress import NoProgress, Progress
 from dgprm.prompts import template_versions
-from dgprm.records import InputError, PreferencePair
+from dgprm.records import PreferencePair, read_records
 from dgprm.tree.cluster import Features, assign_clusters, central_member
-from dgprm.tree.model import Criterion, Node, RewardTree
+from dgprm.tree.model import Criterion, Node, RewardTree, tree_embedder_spec
 from dgprm.tree.stages import judge_and_validate, summarize_parent
+from dgprm.version import __version__
 
 PROMPTS = ("judge", "validate", "summarize")
 
@@ -46,6 +52,7 @@ class BuildReport:
     summarized_parents: int = 0
     wall_seconds: float = 0.0
     ledger: Ledger = field(default_factory=Ledger)
+    failures: list[LLMFailure] = field(default_factory=list)  # error records of this run
 
     def rows(self) -> list[tuple[str, str]]:
         return [
@@ -62,7 +69,10 @@ class BuildReport:
         ]
 
 
-def empty_tree(embedder: Embedder, settings: Settings, llm_id: str) -> RewardTree:
+def empty_tree(
+    embedder: Embedder, config: TreeConfig, runtime: RuntimeConfig, llm_id: str
+) -> RewardTree:
+    """A tree with no criteria yet, whose manifest records the build settings."""
     return RewardTree(
         nodes=[],
         criteria=[],
@@ -71,13 +81,11 @@ def empty_tree(embedder: Embedder, settings: Settings, llm_id: str) -> RewardTre
             "dgprm_version": __version__,
             "llm": llm_id,
             "embedder": embedder.model_id,
-            "embedder_spec": settings.embedder,
+            "embedder_spec": runtime.embedder or "minilm",
             "hyperparameters": {
-                "xi": settings.xi,
-                "parent_xi": settings.parent_xi,
-                "max_criteria": settings.max_criteria,
-                "seed": settings.seed,
-                "temperature": settings.temperature,
+                **config.model_dump(),
+                "seed": runtime.seed,
+                "temperature": runtime.temperature,
             },
             "prompts": template_versions(*PROMPTS),
             "inputs": [],
@@ -88,7 +96,11 @@ def empty_tree(embedder: Embedder, settings: Settings, llm_id: str) -> RewardTre
 
 
 async def _criteria_for(
-    pairs: list[PreferencePair], client: LLMClient, settings: Settings, progress: Progress
+    pairs: list[PreferencePair],
+    client: LLMClient,
+    config: TreeConfig,
+    runtime: RuntimeConfig,
+    progress: Progress,
 ) -> tuple[list[Criterion], list[LLMFailure]]:
     progress.start("judge + validate", len(pairs))
 
@@ -96,9 +108,9 @@ async def _criteria_for(
         result = await judge_and_validate(
             pair,
             client,
-            max_criteria=settings.max_criteria,
-            seed=settings.seed,
-            temperature=settings.temperature,
+            max_criteria=config.max_criteria,
+            seed=runtime.seed,
+            temperature=runtime.temperature,
         )
         progress.advance("judge + validate")
         return result
@@ -137,7 +149,8 @@ async def extend_tree(
     *,
     client: LLMClient,
     embedder: Embedder,
-    settings: Settings,
+    config: TreeConfig | None = None,
+    runtime: RuntimeConfig | None = None,
     progress: Progress | None = None,
     input_info: dict[str, Any] | None = None,
 ) -> tuple[RewardTree, BuildReport]:
@@ -150,7 +163,9 @@ async def extend_tree(
     started = time.perf_counter()
     progress = progress or NoProgress()
     ledger_before = client.ledger.copy()
-    tree = tree or empty_tree(embedder, settings, client.model_id)
+    config = config or TreeConfig()
+    runtime = runtime or RuntimeConfig()
+    tree = tree or empty_tree(embedder, config, runtime, client.model_id)
     if tree.embedder != embedder.model_id:
         raise InputError(
             f"tree was built with embedder {tree.embedder!r} but {embedder.model_id!r} is "
@@ -161,7 +176,7 @@ async def extend_tree(
     fresh = [p for p in pairs if p.id not in known]
     report.pairs, report.skipped_pairs = len(fresh), len(pairs) - len(fresh)
 
-    new_criteria, failures = await _criteria_for(fresh, client, settings, progress)
+    new_criteria, failures = await _criteria_for(fresh, client, config, runtime, progress)
     kept_new = [c for c in new_criteria if c.kept]
     report.raw_criteria, report.kept_criteria = len(new_criteria), len(kept_new)
 
@@ -206,7 +221,7 @@ async def extend_tree(
                 dtype=np.float64,
             ).reshape(len(children), dim),
         )
-        labels, child_features = assign_clusters(child_features, new_vectors, settings.xi)
+        labels, child_features = assign_clusters(child_features, new_vectors, config.xi)
         next_child = _next_id("c", nodes)
         new_child_nodes: list[Node] = []
         for criterion, label in zip(kept_new, labels, strict=True):
@@ -234,7 +249,7 @@ async def extend_tree(
             ).reshape(len(parents), dim),
         )
         new_dirs = directions[len(children) :]
-        parent_labels, _ = assign_clusters(parent_features, new_dirs, settings.parent_xi)
+        parent_labels, _ = assign_clusters(parent_features, new_dirs, config.parent_xi)
         next_parent = _next_id("p", nodes)
         new_parent_nodes: list[Node] = []
         for child, label in zip(new_child_nodes, parent_labels, strict=True):
@@ -277,7 +292,7 @@ async def extend_tree(
             parent.text = child_texts[0]
         else:
             answer = await summarize_parent(
-                child_texts, client, parent_id=parent.id, seed=settings.seed
+                child_texts, client, parent_id=parent.id, seed=runtime.seed
             )
             if isinstance(answer, LLMFailure):
                 summary_failures.append(answer)
@@ -324,8 +339,145 @@ async def extend_tree(
             "wall_seconds": round(report.wall_seconds, 2),
         },
     ]
-    errors = tree.errors + [f.to_dict() for f in failures + summary_failures]
+    report.failures = failures + summary_failures
+    errors = tree.errors + [f.to_dict() for f in report.failures]
     vectors = np.concatenate([node_rows, crit_vectors]) if dim else tree.vectors
     new_tree = RewardTree(nodes, criteria, vectors.astype(np.float32), manifest, errors)
     new_tree.check()
     return new_tree, report
+
+
+def tree_config(tree: RewardTree) -> TreeConfig:
+    """The tree-building settings recorded in a tree's manifest (``tree add`` reuses them)."""
+    hyper = tree.manifest.get("hyperparameters", {})
+    return TreeConfig(**{k: hyper[k] for k in TreeConfig.model_fields if k in hyper})
+
+
+def read_pairs(
+    pairs: str | Path | list[PreferencePair], runtime: RuntimeConfig, limit: int | None = None
+) -> tuple[list[PreferencePair], dict[str, Any] | None]:
+    """The pairs to build from (the first ``limit``), and the input record for the
+    manifest when they come from a file."""
+    if isinstance(pairs, list):
+        return pairs[:limit], None
+    path = Path(pairs)
+    records = read_records(
+        path, PreferencePair, max_chars=runtime.max_chars, on_long=runtime.on_long
+    )[:limit]
+    return records, {"path": path.name, "sha256": file_sha256(path), "pairs": len(records)}
+
+
+async def _extend_with(
+    tree: RewardTree | None,
+    pairs: str | Path | list[PreferencePair],
+    *,
+    out: str | Path | None,
+    llm: str | LLMClient | None,
+    embedder: Embedder | None,
+    config: TreeConfig,
+    runtime: RuntimeConfig,
+    limit: int | None,
+    progress: Progress | None,
+) -> tuple[RewardTree, BuildReport]:
+    items, info = read_pairs(pairs, runtime, limit)
+    if isinstance(llm, LLMClient):
+        client, own = llm, False
+    else:
+        client, own = make_client(runtime.replace(llm=llm)), True
+    spec = tree_embedder_spec(tree, runtime.embedder)
+    try:
+        new_tree, report = await extend_tree(
+            tree,
+            items,
+            client=client,
+            embedder=embedder or make_embedder(spec),
+            config=config,
+            runtime=runtime.replace(embedder=spec),
+            progress=progress,
+            input_info=info,
+        )
+    finally:
+        if own:
+            await client.aclose()
+    if out is not None:
+        new_tree.save(out)
+    return new_tree, report
+
+
+async def abuild_tree(
+    pairs: str | Path | list[PreferencePair],
+    *,
+    out: str | Path | None = None,
+    llm: str | LLMClient | None = None,
+    embedder: Embedder | None = None,
+    config: TreeConfig | None = None,
+    runtime: RuntimeConfig | None = None,
+    limit: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[RewardTree, BuildReport]:
+    """Build a reward tree from preference pairs (a JSONL path or records) and save it to
+    ``out`` when given: judge → validator → embed → BIRCH → summarizer.
+
+    ``llm`` is a spec or a ready client (default: the runtime's); ``embedder`` defaults to
+    the runtime's spec (``minilm``). Re-running continues from the response cache.
+    """
+    return await _extend_with(
+        None,
+        pairs,
+        out=out,
+        llm=llm,
+        embedder=embedder,
+        config=config or TreeConfig(),
+        runtime=runtime or RuntimeConfig(),
+        limit=limit,
+        progress=progress,
+    )
+
+
+def build_tree(
+    pairs: str | Path | list[PreferencePair], **options: Any
+) -> tuple[RewardTree, BuildReport]:
+    """Synchronous twin of :func:`abuild_tree` (same options).
+
+    Example:
+        >>> tree, report = build_tree("pairs.jsonl", out="runs/tree")  # doctest: +SKIP
+        >>> report.kept_criteria, len(tree.parents)                    # doctest: +SKIP
+        (21, 3)
+    """
+    return asyncio.run(abuild_tree(pairs, **options))
+
+
+async def aadd_to_tree(
+    tree: str | Path,
+    pairs: str | Path | list[PreferencePair],
+    *,
+    out: str | Path | None = None,
+    llm: str | LLMClient | None = None,
+    embedder: Embedder | None = None,
+    runtime: RuntimeConfig | None = None,
+    limit: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[RewardTree, BuildReport]:
+    """Add pairs to the tree saved at ``tree`` and save the result to ``out`` (default:
+    ``tree`` itself, replaced atomically). Node ids stay stable; ξ, parent ξ, criteria per
+    pair and the embedder come from the tree's manifest."""
+    loaded = RewardTree.load(tree)
+    runtime = (runtime or RuntimeConfig()).replace(embedder=tree_embedder_spec(loaded))
+    return await _extend_with(
+        loaded,
+        pairs,
+        out=tree if out is None else out,
+        llm=llm,
+        embedder=embedder,
+        config=tree_config(loaded),
+        runtime=runtime,
+        limit=limit,
+        progress=progress,
+    )
+
+
+def add_to_tree(
+    tree: str | Path, pairs: str | Path | list[PreferencePair], **options: Any
+) -> tuple[RewardTree, BuildReport]:
+    """Synchronous twin of :func:`aadd_to_tree` (same options)."""
+    return asyncio.run(aadd_to_tree(tree, pairs, **options))

@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.cluster import Birch
 
 
 def birch_radius(cosine_distance: float) -> float:
@@ -53,6 +52,8 @@ def cluster_new(
         return np.zeros(0, dtype=np.int64)
     if len(vectors) == 1:
         return np.zeros(1, dtype=np.int64)
+    from sklearn.cluster import Birch  # imported here: scikit-learn takes ~1 s to import
+
     birch = Birch(
         threshold=birch_radius(cosine_distance),
         n_clusters=None,

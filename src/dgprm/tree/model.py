@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from dgprm.records import InputError, file_sha256
+from dgprm.errors import InputError
+from dgprm.files import file_sha256
 
 TREE_FORMAT = 1
 FILES = ("tree.json", "embeddings.npy", "manifest.json")
@@ -218,3 +219,16 @@ class RewardTree:
         tree = cls(nodes, criteria, vectors, manifest, data.get("errors", []))
         tree.check()
         return tree
+
+
+def tree_embedder_spec(tree: RewardTree | None, explicit: str | None = None) -> str:
+    """The embedder spec to use with ``tree``: ``explicit`` when given, else the one the
+    tree was built with (``minilm`` for a new tree or one that does not say).
+
+    Example:
+        >>> tree_embedder_spec(None), tree_embedder_spec(None, "st:/models/e5")
+        ('minilm', 'st:/models/e5')
+    """
+    if explicit:
+        return explicit
+    return str(tree.manifest.get("embedder_spec", "minilm")) if tree is not None else "minilm"

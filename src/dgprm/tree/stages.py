@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import Field, create_model
 
-from dgprm.llm import LLMClient, LLMFailure
+from dgprm.llm.base import LLMFailure
+from dgprm.llm.client import LLMClient
+from dgprm.llm.structured import AnswerModel, ask_structured
 from dgprm.prompts import load_template
 from dgprm.records import PreferencePair
+from dgprm.text import number_steps
 from dgprm.tree.model import Criterion
 
 TITLE_CHARS = 60
@@ -16,78 +19,30 @@ DESCRIPTION_CHARS = 200
 REASON_CHARS = 160
 
 
-class CriterionText(BaseModel):
-    title: str = Field(min_length=3)
-    description: str = Field(min_length=3)
+class CriterionText(AnswerModel):
+    """A criterion as the judge and the summarizer write it."""
+
+    title: Annotated[str, Field(min_length=3, max_length=TITLE_CHARS)]
+    description: Annotated[str, Field(min_length=3, max_length=DESCRIPTION_CHARS)]
 
 
-class JudgeAnswer(BaseModel):
-    criteria: list[CriterionText] = Field(min_length=1)
+def judge_answer(max_criteria: int) -> type[AnswerModel]:
+    """J's answer model: one to ``max_criteria`` criteria."""
+    criteria = (list[CriterionText], Field(min_length=1, max_length=max_criteria))
+    return create_model("JudgeAnswer", __base__=AnswerModel, criteria=criteria)
 
 
-class Verdict(BaseModel):
+class Verdict(AnswerModel):
     index: int
     keep: bool
-    reason: str = ""
+    reason: Annotated[str, Field(max_length=REASON_CHARS)]
 
 
-class ValidatorAnswer(BaseModel):
-    verdicts: list[Verdict]
-
-
-def criterion_schema() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "title": {"type": "string", "minLength": 3, "maxLength": TITLE_CHARS},
-            "description": {"type": "string", "minLength": 3, "maxLength": DESCRIPTION_CHARS},
-        },
-        "required": ["title", "description"],
-    }
-
-
-def judge_schema(max_criteria: int) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "criteria": {
-                "type": "array",
-                "items": criterion_schema(),
-                "minItems": 1,
-                "maxItems": max_criteria,
-            }
-        },
-        "required": ["criteria"],
-    }
-
-
-def validator_schema(count: int) -> dict[str, Any]:
-    verdict = {
-        "type": "object",
-        "properties": {
-            "index": {"type": "integer", "minimum": 0, "maximum": count - 1},
-            "keep": {"type": "boolean"},
-            "reason": {"type": "string", "maxLength": REASON_CHARS},
-        },
-        "required": ["index", "keep", "reason"],
-    }
-    return {
-        "type": "object",
-        "properties": {
-            "verdicts": {"type": "array", "items": verdict, "minItems": count, "maxItems": count}
-        },
-        "required": ["verdicts"],
-    }
-
-
-def number_steps(steps: list[str]) -> str:
-    """Render steps as ``Step 1: ...`` lines.
-
-    Example:
-        >>> number_steps(["a", "b"])
-        'Step 1: a\\nStep 2: b'
-    """
-    return "\n".join(f"Step {i}: {s.strip()}" for i, s in enumerate(steps, start=1))
+def validator_answer(count: int) -> type[AnswerModel]:
+    """The validator's answer model: one verdict per criterion index 0..count-1."""
+    verdict = create_model("Verdict", __base__=Verdict, index=(int, Field(ge=0, le=count - 1)))
+    verdicts = (list[verdict], Field(min_length=count, max_length=count))  # type: ignore[valid-type]
+    return create_model("ValidatorAnswer", __base__=AnswerModel, verdicts=verdicts)
 
 
 def _tokens_for(count: int, per_item: int) -> int:
@@ -113,34 +68,40 @@ async def judge_and_validate(
         "chosen": number_steps(pair.chosen_steps),
         "rejected": number_steps(pair.rejected_steps),
     }
-    judge = load_template("judge").render(
-        schema=judge_schema(max_criteria),
+    answer = await ask_structured(
+        client,
+        load_template("judge"),
+        judge_answer(max_criteria),
+        stage="judge",
+        max_tokens=_tokens_for(max_criteria, TITLE_CHARS + DESCRIPTION_CHARS + 30),
         seed=seed,
         temperature=temperature,
-        max_tokens=_tokens_for(max_criteria, TITLE_CHARS + DESCRIPTION_CHARS + 30),
+        where={"pair_id": pair.id},
         max_criteria=str(max_criteria),
         **values,
     )
-    answer = await client.ask(judge, JudgeAnswer, stage="judge", pair_id=pair.id)
     if isinstance(answer, LLMFailure):
         return [], [answer]
-    written = answer.criteria[:max_criteria]
+    written: list[CriterionText] = answer.criteria[:max_criteria]  # type: ignore[attr-defined]
     listing = "\n".join(f"[{i}] {c.title}: {c.description}" for i, c in enumerate(written))
-    validate = load_template("validate").render(
-        schema=validator_schema(len(written)),
+    verdicts = await ask_structured(
+        client,
+        load_template("validate"),
+        validator_answer(len(written)),
+        stage="validator",
+        max_tokens=_tokens_for(len(written), REASON_CHARS + 30),
         seed=seed,
         temperature=temperature,
-        max_tokens=_tokens_for(len(written), REASON_CHARS + 30),
+        where={"pair_id": pair.id},
         criteria=listing,
         **values,
     )
-    verdicts = await client.ask(validate, ValidatorAnswer, stage="validator", pair_id=pair.id)
     failures: list[LLMFailure] = []
     decided: dict[int, Verdict] = {}
     if isinstance(verdicts, LLMFailure):
         failures.append(verdicts)
     else:
-        decided = {v.index: v for v in verdicts.verdicts}
+        decided = {v.index: v for v in verdicts.verdicts}  # type: ignore[attr-defined]
         if sorted(decided) != list(range(len(written))):
             failures.append(
                 client.fail(
@@ -173,11 +134,13 @@ async def summarize_parent(
     child_texts: list[str], client: LLMClient, *, parent_id: str, seed: int = 0
 ) -> CriterionText | LLMFailure:
     """Write one parent criterion covering ``child_texts`` (one LLM call)."""
-    listing = "\n".join(f"- {t}" for t in child_texts[:24])
-    request = load_template("summarize").render(
-        schema=criterion_schema(),
-        seed=seed,
+    return await ask_structured(
+        client,
+        load_template("summarize"),
+        CriterionText,
+        stage="summarizer",
         max_tokens=TITLE_CHARS + DESCRIPTION_CHARS + 40,
-        criteria=listing,
+        seed=seed,
+        where={"parent_id": parent_id},
+        criteria="\n".join(f"- {t}" for t in child_texts[:24]),
     )
-    return await client.ask(request, CriterionText, stage="summarizer", parent_id=parent_id)

@@ -11,21 +11,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dgprm.bench.methods import Judgement, StepJudge
-from dgprm.llm import Ledger, LLMClient
-from dgprm.progress import NoProgress, Progress
-from dgprm.records import (
-    InputError,
-    ResumableJsonl,
-    earlier_run_note,
-    has_errors,
-    write_json,
-)
-from dgprm.runner import for_each_bounded
+from dgprm.bench.judges import Judgement, StepJudge, method_prompts
+from dgprm.config import RuntimeConfig, ScoringConfig
+from dgprm.errors import InputError
+from dgprm.files import write_json
+from dgprm.llm.cache import Ledger
+from dgprm.llm.client import LLMClient
+from dgprm.progress import Progress
+from dgprm.runs import RunStats, run_resumable
+from dgprm.tree.model import RewardTree, tree_embedder_spec
 
 PREDICTIONS = "predictions.jsonl"
 RUN_FILE = "run.json"
@@ -42,25 +40,21 @@ class Task:
 
 
 @dataclass
-class RunReport:
-    items: int = 0
-    skipped: int = 0  # already in the run
-    skipped_with_errors: int = 0
-    retried: int = 0  # predictions with errors dropped and judged again
+class RunReport(RunStats):
+    """What one benchmark invocation judged."""
+
     invalid: int = 0
-    wall_seconds: float = 0.0
-    ledger: Ledger = field(default_factory=Ledger)
+
+    @property
+    def items(self) -> int:
+        """Items judged by this run."""
+        return self.done
 
     def rows(self) -> list[tuple[str, str]]:
         return [
-            (
-                "items judged",
-                f"{self.items} "
-                f"({earlier_run_note(self.skipped, self.skipped_with_errors, self.retried)})",
-            ),
+            ("items judged", f"{self.items} ({self.earlier_note()})"),
             ("invalid predictions", str(self.invalid)),
-            *self.ledger.summary_rows(self.items, "item"),
-            ("wall time", f"{self.wall_seconds:.1f} s"),
+            *self.usage_rows(self.items, "item"),
         ]
 
 
@@ -117,27 +111,56 @@ async def judge_all(
 ) -> RunReport:
     """Judge every task not yet in ``out`` (its ``key`` field) and append its record;
     with ``retry_errors``, the tasks whose record has an error are judged again."""
-    started = time.perf_counter()
-    progress = progress or NoProgress()
     report = RunReport()
-    before = client.ledger.copy() if client else Ledger()
-    with ResumableJsonl(
-        out, key=key, failed=has_errors, retry_failed=retry_errors, among={t.id for t in tasks}
-    ) as sink:
-        todo = [t for t in tasks if t.id not in sink.done]
-        report.skipped = len(tasks) - len(todo)
-        report.skipped_with_errors, report.retried = sink.failed_kept, sink.retried
-        progress.start("judge", len(todo))
 
-        async def one(task: Task) -> None:
-            judgement = await task.judge.judge(task.question, task.steps)
-            sink.write(to_record(task, judgement))
-            report.items += 1
-            report.invalid += not judgement.valid
-            progress.advance("judge")
+    async def one(task: Task) -> dict[str, Any]:
+        judgement = await task.judge.judge(task.question, task.steps)
+        report.invalid += not judgement.valid
+        return to_record(task, judgement)
 
-        await for_each_bounded(todo, one, concurrency)
-    if client is not None:
-        report.ledger = client.ledger.since(before)
-    report.wall_seconds = time.perf_counter() - started
+    await run_resumable(
+        tasks,
+        out,
+        one,
+        report,
+        key=key,
+        clients=[client] if client is not None else [],
+        concurrency=concurrency,
+        progress=progress,
+        stage="judge",
+        retry_errors=retry_errors,
+    )
     return report
+
+
+def method_config(
+    method: str,
+    trees: list[RewardTree],
+    tree_paths: list[str | Path],
+    scoring: ScoringConfig,
+    runtime: RuntimeConfig,
+    client: LLMClient,
+    **selection: Any,
+) -> dict[str, Any]:
+    """The configuration of a benchmark run (``run.json``): method, models, trees, scoring
+    hyper-parameters, prompt versions and the item selection. A run directory started with
+    another configuration is refused (:func:`start_run`)."""
+    return {
+        "method": method,
+        "llm": runtime.llm,
+        "model": client.model_id,
+        "embedder": tree_embedder_spec(trees[0], runtime.embedder) if trees else None,
+        "trees": [
+            {"path": str(p), "built_from": t.manifest.get("input"), "nodes": len(t.nodes)}
+            for p, t in zip(tree_paths, trees, strict=True)
+        ],
+        "merge_r_phi": scoring.merge_r_phi,
+        "hyperparameters": {
+            **{k: getattr(scoring, k) for k in ("mu", "zeta", "agg", "threshold")},
+            "seed": runtime.seed,
+            "temperature": runtime.temperature,
+            "prefilter_parents": scoring.prefilter_parents,
+        },
+        "prompts": method_prompts(method),
+        **selection,
+    }

@@ -1,0 +1,218 @@
+"""``dgprm bench prmbench | processbench``: a step judge on a benchmark (or someone
+else's predictions) into a resumable run directory, with the official metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dgprm.cli.common import (
+    CacheOpt,
+    ConcurrencyOpt,
+    ConfigOpt,
+    EmbedderOpt,
+    LimitOpt,
+    LlmOpt,
+    RetryErrorsOpt,
+    console,
+    load_settings,
+    print_summary,
+    runtime_overrides,
+    with_progress,
+)
+from dgprm.cli.score import MergeOpt, ThresholdOpt
+from dgprm.errors import InputError
+
+app = typer.Typer(
+    help="PRMBench and ProcessBench with their official metrics.", no_args_is_help=True
+)
+
+MethodOpt = Annotated[
+    str, typer.Option(help="dgprm (tree-based step rewards) or critic (one LLM call per item).")
+]
+RunDirOpt = Annotated[Path, typer.Option("-o", "--out", help="Run directory (resumable).")]
+
+
+def _print_leaderboard(rows: list[tuple[str, list[float | None]]], label: str) -> None:
+    from dgprm.bench.prmbench import TABLE_COLUMNS
+
+    table = Table(title="PRMBench (PRMScore ×100; published rows from the leaderboard)")
+    table.add_column("model", no_wrap=True, max_width=30)
+    for column in TABLE_COLUMNS:
+        table.add_column(column.replace("_avg", ""), justify="right", no_wrap=True)
+    for name, values in rows:
+        style = "bold red" if name == label else None
+        cells = ["–" if v is None else f"{v:.1f}" for v in values]
+        table.add_row(name, *cells, style=style)
+    wide = Console()
+    if not wide.is_terminal:
+        wide = Console(width=170)
+    wide.print(table)
+
+
+def _print_prmbench(result) -> None:
+    _print_leaderboard(result.rows, result.label)
+    results, run_dir = result.results, result.run_dir
+    valid = results["valid_rate"]
+    console.print(
+        f"{results['valid']}/{results['predictions']} predictions valid "
+        f"({'–' if valid is None else f'{100 * valid:.1f} %'}), {results['items']} items in "
+        f"the data; wrote {run_dir / 'results.json'} and {run_dir / 'chart.png'}"
+    )
+
+
+@app.command("prmbench")
+def prmbench(
+    out: RunDirOpt,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="PRMBench root (with data/), a data dir or a .jsonl file. "
+            "Default: the packaged sample."
+        ),
+    ] = None,
+    method: MethodOpt = "dgprm",
+    tree: Annotated[
+        list[Path] | None,
+        typer.Option("--tree", help="Reward tree; give two (one per fold) for a 2-fold cross-fit."),
+    ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            help="Score this predictions file (PRMBench output format) instead of running a method."
+        ),
+    ] = None,
+    subset400: Annotated[
+        bool, typer.Option("--subset400", help="The paper's 394-item subset.")
+    ] = False,
+    categories: Annotated[
+        str | None, typer.Option(help="Comma-separated classifications, e.g. circular,deception.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="First N items of each category.")
+    ] = None,
+    fold: Annotated[
+        int | None, typer.Option(help="Evaluate only questions hashing into this fold (of 2).")
+    ] = None,
+    merge_r_phi: MergeOpt = False,
+    threshold: ThresholdOpt = None,
+    config: ConfigOpt = None,
+    llm: LlmOpt = None,
+    embedder: EmbedderOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    cache: CacheOpt = None,
+    retry_errors: RetryErrorsOpt = False,
+) -> None:
+    """PRMBench with the official metric; results beside the published leaderboard.
+
+    Writes RUN_DIR/predictions.jsonl (PRMBench's output format), results.json,
+    chart.png and run.json. Re-running the same command continues an
+    interrupted run.
+    """
+    from dgprm.bench import prmbench as bench
+
+    if predictions is not None:
+        if tree or method != "dgprm" or limit or categories or fold is not None or retry_errors:
+            raise InputError(
+                "--predictions scores a file; method, tree, selection and retry options "
+                "do not apply"
+            )
+        _print_prmbench(
+            bench.evaluate_predictions(predictions, out, data=data, subset400=subset400)
+        )
+        return
+    settings = load_settings(
+        config,
+        runtime=runtime_overrides(llm=llm, embedder=embedder, concurrency=concurrency, cache=cache),
+        scoring={"merge_r_phi": merge_r_phi or None, "threshold": threshold},
+    )
+    result = with_progress(
+        lambda progress: bench.arun(
+            out,
+            data=data,
+            method=method,
+            trees=tree or [],
+            subset400=subset400,
+            categories=[c.strip() for c in categories.split(",")] if categories else None,
+            limit=limit,
+            fold=fold,
+            scoring=settings.scoring,
+            runtime=settings.runtime,
+            retry_errors=retry_errors,
+            progress=progress,
+        )
+    )
+    assert result.report is not None
+    print_summary(f"bench prmbench ({method})", result.report.rows())
+    _print_prmbench(result)
+
+
+@app.command("processbench")
+def processbench(
+    out: RunDirOpt,
+    subset: Annotated[
+        list[str] | None,
+        typer.Option(help="gsm8k | math | olympiadbench | omnimath (repeatable; default gsm8k)."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="ProcessBench directory with <subset>.json. Default: packaged sample."),
+    ] = None,
+    method: MethodOpt = "dgprm",
+    tree: Annotated[Path | None, typer.Option(help="Reward tree (--method dgprm).")] = None,
+    limit: LimitOpt = None,
+    merge_r_phi: MergeOpt = False,
+    threshold: ThresholdOpt = None,
+    config: ConfigOpt = None,
+    llm: LlmOpt = None,
+    embedder: EmbedderOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    cache: CacheOpt = None,
+    retry_errors: RetryErrorsOpt = False,
+) -> None:
+    """ProcessBench with its official metric: F1 of finding the first wrong step.
+
+    Prediction = first step judged incorrect (−1 if none); acc_err, acc_cor and their
+    harmonic mean F1 per subset, and the average F1.
+    """
+    from dgprm.bench import processbench as bench
+
+    settings = load_settings(
+        config,
+        runtime=runtime_overrides(llm=llm, embedder=embedder, concurrency=concurrency, cache=cache),
+        scoring={"merge_r_phi": merge_r_phi or None, "threshold": threshold},
+    )
+    result = with_progress(
+        lambda progress: bench.arun(
+            out,
+            data=data,
+            subsets=subset or ["gsm8k"],
+            method=method,
+            tree=tree,
+            limit=limit,
+            scoring=settings.scoring,
+            runtime=settings.runtime,
+            retry_errors=retry_errors,
+            progress=progress,
+        )
+    )
+    print_summary(f"bench processbench ({method})", result.report.rows())
+    table = Table(title=f"ProcessBench ({method}, {result.model})")
+    for column in ("subset", "acc_err", "acc_cor", "F1", "items", "unparseable"):
+        table.add_column(column, justify="right")
+    for name, r in result.results.items():
+        if name != "average_f1":
+            table.add_row(
+                name,
+                f"{r['acc_err']:.1f}",
+                f"{r['acc_cor']:.1f}",
+                f"{r['f1']:.1f}",
+                str(r["items"]),
+                str(r["unparseable"]),
+            )
+    table.add_row("average", "", "", f"{result.results['average_f1']:.1f}", "", "")
+    Console().print(table)

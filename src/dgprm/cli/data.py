@@ -1,0 +1,69 @@
+"""``dgprm data ...``: benchmark records → dgprm pairs and trajectories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dgprm.cli.common import LimitOpt, console
+
+app = typer.Typer(help="Convert benchmark data to dgprm records.", no_args_is_help=True)
+
+PrmbenchSourceArg = Annotated[
+    Path, typer.Argument(help="A PRMBench .jsonl file or its data/ directory.")
+]
+FoldOpt = Annotated[
+    int | None, typer.Option(help="Keep only questions hashing into this fold (0-based).")
+]
+FoldsOpt = Annotated[int, typer.Option(min=2, help="Number of folds.")]
+OutOpt = Annotated[Path, typer.Option("-o", "--out", help="Output JSONL.")]
+
+
+@app.command("prmbench-pairs")
+def prmbench_pairs(
+    source: PrmbenchSourceArg,
+    out: OutOpt,
+    fold: FoldOpt = None,
+    folds: FoldsOpt = 2,
+    limit: LimitOpt = None,
+) -> None:
+    """PRMBench records → preference pairs (original_process = chosen,
+    modified_process = rejected)."""
+    from dgprm.data import prmbench_pairs as convert
+    from dgprm.files import write_jsonl
+
+    count = write_jsonl(out, convert(source, fold=fold, folds=folds, limit=limit))
+    console.print(f"wrote {count} pairs to {out}")
+
+
+@app.command("prmbench-trajectories")
+def prmbench_trajectories(
+    source: PrmbenchSourceArg,
+    out: OutOpt,
+    fold: FoldOpt = None,
+    folds: FoldsOpt = 2,
+    limit: LimitOpt = None,
+) -> None:
+    """PRMBench records → trajectories (modified_question, modified_process); id =
+    <classification>_<idx>."""
+    from dgprm.data import prmbench_trajectories as convert
+    from dgprm.files import write_jsonl
+
+    count = write_jsonl(out, convert(source, fold=fold, folds=folds, limit=limit))
+    console.print(f"wrote {count} trajectories to {out}")
+
+
+@app.command("processbench-trajectories")
+def processbench_trajectories(
+    source: Annotated[Path, typer.Argument(help="A ProcessBench subset file, e.g. gsm8k.json.")],
+    out: OutOpt,
+    limit: LimitOpt = None,
+) -> None:
+    """ProcessBench records (problem, steps) → trajectories."""
+    from dgprm.data import processbench_trajectories as convert
+    from dgprm.files import write_jsonl
+
+    count = write_jsonl(out, convert(source, limit=limit))
+    console.print(f"wrote {count} trajectories to {out}")

@@ -1,0 +1,227 @@
+"""The LLM stages of step scoring (METHOD.md §2), each one structured call:
+
+- **R** (``select``) picks the relevant parents among those offered;
+- **Φ** (``analyze``) decides whether fine-grained evaluation is needed and writes aspects;
+- R and Φ in one call (``select_analyze``, the ``merge_r_phi`` option);
+- **S** (``score``) scores the step on every selected criterion.
+
+Answer models are built per call (the offered parent ids, the criteria to score), and the
+JSON schema the backend decodes with is generated from them: an answer that picks a
+parent not offered, repeats or skips a criterion, or gives a score out of range cannot
+validate, and comes back as an :class:`~dgprm.llm.base.LLMFailure` — never a default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, ClassVar
+
+from pydantic import Field, create_model, field_validator
+
+from dgprm.llm.base import LLMFailure
+from dgprm.llm.client import LLMClient
+from dgprm.llm.structured import AnswerModel, ask_structured
+from dgprm.prompts import load_template, template_versions
+from dgprm.scoring.index import CriterionIndex
+from dgprm.scoring.rewards import CriterionScore
+from dgprm.text import number_steps
+
+MAX_ASPECTS = 3
+ASPECT_CHARS = 100  # the token budget allowed per aspect
+SCORE_MAX = 10
+PROMPTS = ("select", "analyze", "select_analyze", "score")
+
+Aspect = Annotated[str, Field(min_length=3, max_length=160)]
+
+
+class Analysis(AnswerModel):
+    """Φ's answer: whether fine-grained evaluation is needed, and the aspects to check."""
+
+    fine_grained: bool
+    aspects: list[Aspect] = Field(max_length=MAX_ASPECTS)
+
+
+class _Selection(AnswerModel):
+    """R's answer; subclasses fix the ``offered`` ids (schema enum and validation alike)."""
+
+    offered: ClassVar[tuple[str, ...]] = ()
+    parents: list[str]
+
+    @field_validator("parents")
+    @classmethod
+    def _offered_only(cls, value: list[str]) -> list[str]:
+        unknown = [p for p in value if p not in cls.offered]
+        if unknown:
+            raise ValueError(f"chose criteria not offered: {unknown}")
+        return value
+
+
+def select_answer(offered: list[str], *, with_analysis: bool = False) -> type[AnswerModel]:
+    """R's answer model: one to all of the ``offered`` parent ids (with Φ's fields when
+    R and Φ are merged).
+
+    Example:
+        >>> from dgprm.llm.structured import answer_schema
+        >>> parents = answer_schema(select_answer(["p1", "p2"]))["properties"]["parents"]
+        >>> parents["items"], parents["minItems"], parents["maxItems"]
+        ({'enum': ['p1', 'p2'], 'type': 'string'}, 1, 2)
+    """
+    item = Annotated[str, Field(json_schema_extra={"enum": list(offered)})]
+    bases = (_Selection, Analysis) if with_analysis else (_Selection,)
+    model = create_model(
+        "SelectAnswer",
+        __base__=bases,
+        parents=(list[item], Field(min_length=1, max_length=len(offered))),  # type: ignore[valid-type]
+    )
+    model.offered = tuple(offered)
+    return model
+
+
+def score_answer(criteria: list[str]) -> type[AnswerModel]:
+    """S's answer model: exactly one integer score in 0..SCORE_MAX per criterion id."""
+    fields = {f"s{i}": (int, Field(ge=0, le=SCORE_MAX, alias=c)) for i, c in enumerate(criteria)}
+    scores = create_model("Scores", __base__=AnswerModel, **fields)  # type: ignore[call-overload]
+    return create_model("ScoreAnswer", __base__=AnswerModel, scores=(scores, ...))
+
+
+def render_context(steps: list[str], t: int, mu: int) -> str:
+    """The context text of step ``t``: the previous ``mu`` steps, numbered.
+
+    Example:
+        >>> render_context(["a", "b", "c"], 2, 1)
+        'Step 2: b'
+        >>> render_context(["a", "b"], 1, 0)
+        '(none)'
+    """
+    window = context_window(steps, t, mu)
+    return number_steps(window, start=t - len(window) + 1) if window else "(none)"
+
+
+def context_window(steps: list[str], t: int, mu: int) -> list[str]:
+    """The (at most) ``mu`` steps before step ``t`` (0-based).
+
+    Example:
+        >>> context_window(["a", "b", "c", "d"], 3, 2)
+        ['b', 'c']
+        >>> context_window(["a", "b"], 1, 0)
+        []
+    """
+    return steps[max(0, t - mu) : t] if mu > 0 else []
+
+
+@dataclass(frozen=True)
+class StepView:
+    """What every stage shows the LLM about step ``t``: the question, the context, the step."""
+
+    question: str
+    context: str
+    step: str
+    t: int
+
+
+class Stages:
+    """The R, Φ and S calls for one client, one criterion index and one sampling setup."""
+
+    def __init__(
+        self, client: LLMClient, index: CriterionIndex, *, seed: int = 0, temperature: float = 0.0
+    ) -> None:
+        self.client = client
+        self.index = index
+        self.seed = seed
+        self.temperature = temperature
+
+    @staticmethod
+    def versions() -> dict[str, str]:
+        """Prompt-template versions of every scoring stage (for manifests and run configs)."""
+        return template_versions(*PROMPTS)
+
+    async def _ask(
+        self,
+        template: str,
+        answer: type[AnswerModel],
+        view: StepView,
+        *,
+        stage: str,
+        max_tokens: int,
+        **values: str,
+    ) -> AnswerModel | LLMFailure:
+        return await ask_structured(
+            self.client,
+            load_template(template),
+            answer,
+            stage=stage,
+            max_tokens=max_tokens,
+            seed=self.seed,
+            temperature=self.temperature,
+            where={"step": view.t},
+            question=view.question,
+            context=view.context,
+            step=view.step,
+            **values,
+        )
+
+    def _fail(self, stage: str, reason: str, view: StepView) -> LLMFailure:
+        return self.client.fail(LLMFailure(stage, reason, None, {"step": view.t}))
+
+    async def select(self, view: StepView, offered: list[str]) -> list[str] | LLMFailure:
+        """R: the relevant parents among ``offered``, in offered order."""
+        answer = await self._ask(
+            "select",
+            select_answer(offered),
+            view,
+            stage="select",
+            max_tokens=20 + 16 * len(offered),
+            parents=self.index.listing(offered),
+        )
+        if isinstance(answer, LLMFailure):
+            return answer
+        return [p for p in offered if p in answer.parents]  # type: ignore[attr-defined]
+
+    async def analyze(self, view: StepView, chosen: list[str]) -> Analysis | LLMFailure:
+        """Φ: whether fine-grained evaluation is needed under the ``chosen`` parents, and
+        which aspects of the step to check."""
+        return await self._ask(  # type: ignore[return-value]
+            "analyze",
+            Analysis,
+            view,
+            stage="analyze",
+            max_tokens=30 + (ASPECT_CHARS + 10) * MAX_ASPECTS,
+            parents=self.index.listing(chosen),
+            max_aspects=str(MAX_ASPECTS),
+        )
+
+    async def select_and_analyze(
+        self, view: StepView, offered: list[str]
+    ) -> tuple[list[str], Analysis] | LLMFailure:
+        """R and Φ in one call."""
+        answer = await self._ask(
+            "select_analyze",
+            select_answer(offered, with_analysis=True),
+            view,
+            stage="select+analyze",
+            max_tokens=40 + 16 * len(offered) + (ASPECT_CHARS + 10) * MAX_ASPECTS,
+            parents=self.index.listing(offered),
+            max_aspects=str(MAX_ASPECTS),
+        )
+        if isinstance(answer, LLMFailure):
+            return answer
+        chosen = [p for p in offered if p in answer.parents]  # type: ignore[attr-defined]
+        return chosen, Analysis(fine_grained=answer.fine_grained, aspects=answer.aspects)  # type: ignore[attr-defined]
+
+    async def score(self, view: StepView, criteria: list[str]) -> list[CriterionScore] | LLMFailure:
+        """S: the step's score on every criterion, normalised to [0, 1], in the given order."""
+        answer = await self._ask(
+            "score",
+            score_answer(criteria),
+            view,
+            stage="score",
+            max_tokens=20 + 24 * len(criteria),
+            criteria=self.index.listing(criteria),
+        )
+        if isinstance(answer, LLMFailure):
+            return answer
+        given = answer.scores.model_dump(by_alias=True)  # type: ignore[attr-defined]
+        return [
+            CriterionScore(c, self.index.parent_of.get(c), round(given[c] / SCORE_MAX, 6))
+            for c in criteria
+        ]
