@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from dgprm.llm import ChatRequest, Completion, LLMClient, ResponseCache
+from dgprm.tree.model import Criterion, Node, RewardTree
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SAMPLES = Path(__file__).resolve().parents[1] / "src" / "dgprm" / "samples"
@@ -89,6 +90,53 @@ class KeywordEmbedder:
                 rows[i, bucket] += 1.0
         norms = np.linalg.norm(rows, axis=1, keepdims=True)
         return rows / np.where(norms == 0, 1, norms)
+
+
+# ---- a small reward tree and a scripted step judge ---------------------------------------
+
+
+TEXTS = {
+    "c1": "arithmetic is computed correctly",
+    "c2": "equations are set up correctly",
+    "c3": "units are converted correctly",
+}
+
+
+def small_tree(embedder) -> RewardTree:
+    criteria = [
+        Criterion(f"x/{i}", "x", t.split()[0], t, True, child=c)
+        for i, (c, t) in enumerate(TEXTS.items())
+    ]
+    vectors = embedder.encode(list(TEXTS.values()))
+    nodes = [
+        Node("p1", "parent", "Calculations are right", children=["c1", "c2"]),
+        Node("p2", "parent", "Units are handled", children=["c3"]),
+        Node("c1", "child", TEXTS["c1"], parent="p1", members=["x/0"], sources=["x"]),
+        Node("c2", "child", TEXTS["c2"], parent="p1", members=["x/1"], sources=["x"]),
+        Node("c3", "child", TEXTS["c3"], parent="p2", members=["x/2"], sources=["x"]),
+    ]
+    parent_rows = np.stack([vectors[:2].mean(0), vectors[2]])
+    rows = np.concatenate([parent_rows, vectors, vectors]).astype(np.float32)
+    tree = RewardTree(nodes, criteria, rows, {"embedder": embedder.model_id})
+    tree.check()
+    return tree
+
+
+def offered_ids(request):
+    return re.findall(r"^\[(\w+)\]", request.messages[-1]["content"], flags=re.M)
+
+
+def judge(request, *, aspects=("arithmetic is computed correctly",), score=lambda i, step: 8):
+    stage = request.template.split("@")[0]
+    if stage in ("select", "select_analyze"):
+        answer = {"parents": ["p1"], "fine_grained": True, "aspects": list(aspects)}
+        return json.dumps(answer if stage == "select_analyze" else {"parents": ["p1"]})
+    if stage == "analyze":
+        return json.dumps({"fine_grained": True, "aspects": list(aspects)})
+    if stage == "score":
+        step = request.messages[-1]["content"].split("Step to evaluate:\n")[1].split("\n")[0]
+        return json.dumps({"scores": {i: score(i, step) for i in offered_ids(request)}})
+    raise AssertionError(stage)
 
 
 @pytest.fixture

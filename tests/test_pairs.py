@@ -15,8 +15,7 @@ from dgprm.llm import LLMClient, TransientLLMError
 from dgprm.pairs import PairsReport, export_pairs, score_prefixes
 from dgprm.records import Prefix
 from dgprm.scoring import StepScorer
-from tests.conftest import KeywordEmbedder, ScriptedBackend, user_text
-from tests.test_scoring import offered_ids, small_tree
+from tests.conftest import KeywordEmbedder, ScriptedBackend, offered_ids, small_tree, user_text
 
 # candidate → score on each parent criterion (p1 = calculations, p2 = units)
 SCORES = {

@@ -10,7 +10,13 @@
 
 from dgprm.scoring.batch import ScoreReport, ascore_file, score_file, score_many
 from dgprm.scoring.index import CRITIC_ID, CRITIC_TEXT, ChildIndex, CriterionIndex
-from dgprm.scoring.rewards import CriterionScore, StepReward, aggregate
+from dgprm.scoring.rewards import (
+    SOLUTION_AGGREGATIONS,
+    CriterionScore,
+    StepReward,
+    aggregate,
+    solution_reward,
+)
 from dgprm.scoring.scorer import StepScorer
 from dgprm.scoring.stages import PROMPTS, context_window, render_context
 
@@ -18,6 +24,7 @@ __all__ = [
     "CRITIC_ID",
     "CRITIC_TEXT",
     "PROMPTS",
+    "SOLUTION_AGGREGATIONS",
     "ChildIndex",
     "CriterionIndex",
     "CriterionScore",
@@ -30,4 +37,5 @@ __all__ = [
     "render_context",
     "score_file",
     "score_many",
+    "solution_reward",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -61,3 +61,29 @@ def aggregate(vector: list[float], agg: str) -> float:
         (0.5, 0.2)
     """
     return float(min(vector)) if agg == "min" else float(np.mean(vector))
+
+
+SolutionAggregation = Literal["min", "last", "prod", "mean"]
+SOLUTION_AGGREGATIONS: tuple[str, ...] = ("min", "last", "prod", "mean")
+
+
+def solution_reward(step_rewards: list[float], agg: str = "min") -> float:
+    """One reward for a whole solution from its step rewards: ``min`` (the weakest step),
+    ``last``, ``prod`` or ``mean``.
+
+    Example:
+        >>> rewards = [0.9, 0.5, 0.8]
+        >>> [round(solution_reward(rewards, a), 3) for a in ("min", "last", "prod", "mean")]
+        [0.5, 0.8, 0.36, 0.733]
+    """
+    if not step_rewards:
+        raise ValueError("a solution reward needs at least one step reward")
+    if agg == "min":
+        return float(min(step_rewards))
+    if agg == "last":
+        return float(step_rewards[-1])
+    if agg == "prod":
+        return float(np.prod(step_rewards))
+    if agg == "mean":
+        return float(np.mean(step_rewards))
+    raise ValueError(f"unknown solution aggregation {agg!r}; choose from {SOLUTION_AGGREGATIONS}")
