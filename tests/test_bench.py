@@ -335,3 +335,28 @@ def test_processbench_average_is_over_subsets():
     assert r["gsm8k"]["f1"] == 100.0 and r["math"]["f1"] == 0.0
     assert r["average_f1"] == 50.0
     assert (SAMPLES / "processbench_gsm8k.json").is_file()
+
+
+def test_library_runs_write_the_run_directory_and_resume(tmp_path):
+    from dgprm.bench import prmbench, processbench
+
+    backend = ScriptedBackend(_critic_answers)
+    client = LLMClient(backend)
+    first = prmbench.run(tmp_path / "pb", method="critic", limit=1, client=client)
+    assert first.report is not None and first.report.items == 9
+    assert {p.name for p in (tmp_path / "pb").iterdir()} >= {
+        "predictions.jsonl",
+        "results.json",
+        "run.json",
+        "chart.png",
+    }
+    assert first.results["valid"] == 9 and first.rows[-1][0] == first.label
+    again = prmbench.run(tmp_path / "pb", method="critic", limit=1, client=client)
+    assert (again.report.items, again.report.skipped, len(backend.requests)) == (0, 9, 9)
+    with pytest.raises(InputError, match="another configuration"):
+        prmbench.run(tmp_path / "pb", method="critic", limit=2, client=client)
+
+    proc = processbench.run(tmp_path / "proc", method="critic", client=client)
+    assert proc.report.items == 4 and proc.results["gsm8k"]["items"] == 4
+    row = json.loads((tmp_path / "proc" / "predictions.jsonl").read_text().splitlines()[0])
+    assert row["prediction"] == 1  # the scripted critic judges step 1 wrong

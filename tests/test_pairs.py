@@ -209,6 +209,7 @@ def test_train_refuses_bad_pairs_before_loading_a_model(tmp_path, line, message)
 
 
 @pytest.mark.parametrize("conversational", [False, True], ids=["plain", "conversational"])
+@pytest.mark.slow
 def test_exported_file_goes_straight_into_trl_dpo(tmp_path, tiny_model, conversational):
     """The export file itself, metadata columns included, passes TRL's DPO data preparation
     (prompt extraction, EOS, tokenisation, chat template) and trains a step."""

@@ -100,6 +100,7 @@ larger = st.integers(1, 80).flatmap(
 @pytest.mark.parametrize("path", PATHS)
 @settings(max_examples=150, deadline=None)
 @given(values=larger)
+@pytest.mark.slow
 def test_every_code_path_matches_the_definition(path, values):
     with mock.patch.multiple(pareto, **PATHS[path]):
         assert np.array_equal(pareto_front(values), naive_front(values))
@@ -115,6 +116,7 @@ def test_every_code_path_matches_the_definition(path, values):
         )
     )
 )
+@pytest.mark.slow
 def test_two_criteria_sweep_matches_the_definition(values):
     # grid values give ties on one criterion and duplicate rows, both adjacent after the sort
     with mock.patch.object(pareto, "_FEW_CELLS", 0):  # the sweep even for tiny sets

@@ -8,6 +8,7 @@ import json
 import pytest
 
 pytest.importorskip("trl")
+pytestmark = pytest.mark.slow
 
 from transformers import TrainerCallback  # noqa: E402
 

@@ -24,10 +24,10 @@ Example:
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dgprm.errors import InputError
@@ -73,9 +73,10 @@ class RuntimeConfig(StageConfig):
         description="LLM: 'embedded' (SmolLM2-135M, in process), 'gguf:PATH' or "
         "'openai:BASE_URL#MODEL'.",
     )
-    embedder: str = Field(
-        "minilm",
-        description="Embedder: 'minilm' (all-MiniLM-L6-v2), 'st:PATH' or 'openai:BASE_URL#MODEL'.",
+    embedder: str | None = Field(
+        None,
+        description="Embedder: 'minilm' (all-MiniLM-L6-v2), 'st:PATH' or "
+        "'openai:BASE_URL#MODEL'. Default: the tree's own (minilm for a new tree).",
     )
     concurrency: int = Field(4, ge=1, description="LLM calls in flight at once.")
     cache: str | None = Field(

@@ -29,7 +29,7 @@ from dgprm.llm.client import LLMClient
 from dgprm.pareto import preference_pairs
 from dgprm.progress import Progress, counted
 from dgprm.prompts import load_template
-from dgprm.records import CandidateSet, Prefix, iter_json_lines, read_records
+from dgprm.records import CandidateSet, Prefix, iter_json_lines, read_records, records_from
 from dgprm.runs import RunStats, run_resumable
 from dgprm.scoring.scorer import StepScorer
 from dgprm.text import number_steps
@@ -347,12 +347,9 @@ async def amake_pairs(
         raise InputError("give exactly one of --policy and --candidates")
     if policy is not None and (config.temperature <= 0 or config.n < 2):
         raise InputError("sampling candidates needs --temperature > 0 and --n ≥ 2")
-    if isinstance(prefixes, list):
-        items = prefixes[:limit]
-    else:
-        items = read_records(
-            prefixes, Prefix, max_chars=runtime.max_chars, on_long=runtime.on_long
-        )[:limit]
+    items = records_from(
+        prefixes, Prefix, limit=limit, max_chars=runtime.max_chars, on_long=runtime.on_long
+    )
     given = _candidate_sets(candidates, items, runtime) if candidates is not None else None
     scorer = StepScorer.from_tree(
         tree, llm if llm is not None else runtime.llm, config=scoring, runtime=runtime

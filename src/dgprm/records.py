@@ -219,3 +219,24 @@ def read_records(
     if not records:
         raise InputError(f"{path}: no records")
     return records
+
+
+def records_from(
+    source: str | Path | list[Record],
+    model: type[Record],
+    *,
+    limit: int | None = None,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    on_long: Literal["error", "truncate"] = "error",
+) -> list[Record]:
+    """The first ``limit`` records of ``source``: a JSONL file (read and validated as
+    ``model``, see :func:`read_records`) or records already in memory.
+
+    Example:
+        >>> given = [Trajectory(id=i, question="q", steps=["s"]) for i in "abc"]
+        >>> [t.id for t in records_from(given, Trajectory, limit=2)]
+        ['a', 'b']
+    """
+    if isinstance(source, list):
+        return source[:limit]
+    return read_records(source, model, max_chars=max_chars, on_long=on_long)[:limit]

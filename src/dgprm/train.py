@@ -199,13 +199,14 @@ def train_dpo(
         >>> train_dpo("pairs.jsonl", "embedded", "runs/dpo", options)  # doctest: +SKIP
         {'steps': 2, 'first_loss': 0.693, 'last_loss': 0.61, 'last_margin': 0.2, ...}
     """
+    options = options or TrainConfig()
+    out = Path(out)
+    rows = read_dpo_rows(pairs)  # bad input is refused before torch and TRL are imported
+
     import torch
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    options = options or TrainConfig()
-    out = Path(out)
-    rows = read_dpo_rows(pairs)
     staging = out.with_name(out.name + ".partial")
     run = {"pairs_sha256": file_sha256(pairs), "model": model_spec, "options": options.model_dump()}
     finished = _finished_run(out, run)

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dgprm.bench.judges import Judgement, check_method, method_judges
+from dgprm.bench.judges import Judgement, check_method
 from dgprm.bench.metrics import (
     COLUMNS,
     CORRECT,
@@ -27,20 +27,11 @@ from dgprm.bench.metrics import (
     leaderboard_row,
     prmbench_results,
 )
-from dgprm.bench.rundir import (
-    PREDICTIONS,
-    RunReport,
-    Task,
-    judge_all,
-    method_config,
-    record_invocation,
-    start_run,
-)
+from dgprm.bench.rundir import PREDICTIONS, RunReport, Task, judge_method, start_run
 from dgprm.config import RuntimeConfig, ScoringConfig
 from dgprm.data import fold_key, prmbench_items, prmbench_question, question_fold
 from dgprm.errors import InputError
 from dgprm.files import file_sha256, write_json
-from dgprm.llm import make_client
 from dgprm.llm.client import LLMClient
 from dgprm.progress import Progress
 from dgprm.records import iter_json_lines
@@ -384,48 +375,31 @@ async def arun(
         if loaded
         else {}
     )
-    own_client = client is None
-    client = client or make_client(runtime)
-    try:
-        judges = method_judges(method, loaded, client, scoring, runtime)
-        config = method_config(
-            method,
-            loaded,
-            list(trees),
-            scoring,
-            runtime,
-            client,
-            data=str(source.records),
-            subset400=subset400,
-            categories=categories,
-            limit=limit,
-            fold=fold,
-        )
-        run = start_run(out, config)
-        tasks = [
-            Task(
-                item_id, prmbench_question(r), r["modified_process"], judges[which.get(item_id, 0)]
-            )
-            for item_id, r in selected
-        ]
-        report = await judge_all(
-            tasks,
-            out / PREDICTIONS,
-            key="idx",
-            to_record=lambda task, j: prediction_record(task.id, j),
-            client=client,
-            concurrency=runtime.concurrency,
-            progress=progress,
-            retry_errors=retry_errors,
-        )
-        record_invocation(out, run, report)
-    finally:
-        if own_client:
-            await client.aclose()
-    model = (
-        client.model_id.split(":")[1] if client.model_id.startswith("gguf:") else client.model_id
+    report, model_id = await judge_method(
+        out,
+        method=method,
+        trees=loaded,
+        tree_paths=list(trees),
+        scoring=scoring,
+        runtime=runtime,
+        client=client,
+        selection={
+            "data": str(source.records),
+            "subset400": subset400,
+            "categories": categories,
+            "limit": limit,
+            "fold": fold,
+        },
+        make_tasks=lambda judges: [
+            Task(i, prmbench_question(r), r["modified_process"], judges[which.get(i, 0)])
+            for i, r in selected
+        ],
+        key="idx",
+        to_record=lambda task, j: prediction_record(task.id, j),
+        retry_errors=retry_errors,
+        progress=progress,
     )
-    label = f"dgprm-{method} ({model.removesuffix('.gguf')})"
+    label = f"dgprm-{method} ({model_label(model_id)})"
     result = _finish(out, out / PREDICTIONS, metric_items(selected), source, label)
     result.report = report
     return result

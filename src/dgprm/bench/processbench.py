@@ -14,22 +14,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dgprm.bench.judges import Judgement, check_method, method_judges
+from dgprm.bench.judges import Judgement, check_method
 from dgprm.bench.metrics import first_error, processbench_results
-from dgprm.bench.rundir import (
-    PREDICTIONS,
-    RunReport,
-    Task,
-    judge_all,
-    method_config,
-    record_invocation,
-    start_run,
-)
+from dgprm.bench.rundir import PREDICTIONS, RunReport, Task, judge_method
 from dgprm.config import RuntimeConfig, ScoringConfig
 from dgprm.data import processbench_items
 from dgprm.errors import InputError
 from dgprm.files import write_json
-from dgprm.llm import make_client
 from dgprm.llm.client import LLMClient
 from dgprm.progress import Progress
 from dgprm.records import iter_json_lines
@@ -122,46 +113,31 @@ async def arun(
     paths = [tree] if tree is not None else []
     check_method(method, paths)
     loaded = [RewardTree.load(t) for t in paths]
-    own_client = client is None
-    client = client or make_client(runtime)
-    try:
-        judges = method_judges(method, loaded, client, scoring, runtime)
-        config = method_config(
-            method,
-            loaded,
-            paths,
-            scoring,
-            runtime,
-            client,
-            data={s: str(f) for s, f in files.items()},
-            limit=limit,
-        )
-        run = start_run(out, config)
-        items = {s: processbench_items(f)[:limit] for s, f in files.items()}
-        by_id = {i["id"]: (s, i) for s, rows in items.items() for i in rows}
-        tasks = [
+    items = {s: processbench_items(f)[:limit] for s, f in files.items()}
+    by_id = {i["id"]: (s, i) for s, rows in items.items() for i in rows}
+    report, model_id = await judge_method(
+        out,
+        method=method,
+        trees=loaded,
+        tree_paths=paths,
+        scoring=scoring,
+        runtime=runtime,
+        client=client,
+        selection={"data": {s: str(f) for s, f in files.items()}, "limit": limit},
+        make_tasks=lambda judges: [
             Task(i["id"], i["problem"], i["steps"], judges[0])
             for rows in items.values()
             for i in rows
-        ]
-        report = await judge_all(
-            tasks,
-            out / PREDICTIONS,
-            key="id",
-            to_record=lambda task, j: prediction_record(by_id[task.id][1], by_id[task.id][0], j),
-            client=client,
-            concurrency=runtime.concurrency,
-            progress=progress,
-            retry_errors=retry_errors,
-        )
-        record_invocation(out, run, report)
-    finally:
-        if own_client:
-            await client.aclose()
+        ],
+        key="id",
+        to_record=lambda task, j: prediction_record(by_id[task.id][1], by_id[task.id][0], j),
+        retry_errors=retry_errors,
+        progress=progress,
+    )
     rows = [row for _, row in iter_json_lines(out / PREDICTIONS)]
     results = results_by_subset(r for r in rows if r["id"] in by_id)
     write_json(out / "results.json", results)
-    return ProcessbenchRun(out, results, client.model_id, report)
+    return ProcessbenchRun(out, results, model_id, report)
 
 
 def run(out: str | Path, **options: Any) -> ProcessbenchRun:

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dgprm.bench.judges import Judgement, StepJudge, method_prompts
+from dgprm.bench.judges import Judgement, StepJudge, method_judges, method_prompts
 from dgprm.config import RuntimeConfig, ScoringConfig
 from dgprm.errors import InputError
 from dgprm.files import write_json
+from dgprm.llm import make_client
 from dgprm.llm.cache import Ledger
 from dgprm.llm.client import LLMClient
 from dgprm.progress import Progress
@@ -164,3 +165,50 @@ def method_config(
         "prompts": method_prompts(method),
         **selection,
     }
+
+
+async def judge_method(
+    out: Path,
+    *,
+    method: str,
+    trees: list[RewardTree],
+    tree_paths: list[str | Path],
+    scoring: ScoringConfig,
+    runtime: RuntimeConfig,
+    client: LLMClient | None,
+    selection: dict[str, Any],
+    make_tasks: Callable[[list[StepJudge]], list[Task]],
+    key: str,
+    to_record: Callable[[Task, Judgement], dict[str, Any]],
+    retry_errors: bool = False,
+    progress: Progress | None = None,
+) -> tuple[RunReport, str]:
+    """Judge a benchmark's tasks with ``method`` into the run directory ``out``: start (or
+    reopen) the run, judge what is not done yet, log the invocation in ``run.json``.
+
+    ``make_tasks`` turns the method's judges (one per tree for dgprm) into the tasks.
+    ``client`` overrides the LLM made from ``runtime`` (and is then not closed). Returns
+    this invocation's report and the id of the model that judged.
+    """
+    own = client is None
+    client = client or make_client(runtime)
+    try:
+        judges = method_judges(method, trees, client, scoring, runtime)
+        run = start_run(
+            out, method_config(method, trees, tree_paths, scoring, runtime, client, **selection)
+        )
+        report = await judge_all(
+            make_tasks(judges),
+            out / PREDICTIONS,
+            key=key,
+            to_record=to_record,
+            client=client,
+            concurrency=runtime.concurrency,
+            progress=progress,
+            retry_errors=retry_errors,
+        )
+        record_invocation(out, run, report)
+    finally:
+        if own:
+            await client.aclose()
+    return report, client.model_id

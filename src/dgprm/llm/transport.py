@@ -113,7 +113,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         )
         try:
             reader, writer = await asyncio.wait_for(opening, timeout)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port}", request=request) from exc
         except OSError as exc:
             raise httpx.ConnectError(f"{host}:{port}: {exc}", request=request) from exc
@@ -151,7 +151,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
     ) -> httpx.Response:
         try:
             head, body = await asyncio.wait_for(connection.exchange(request), timeout)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             connection.close()
             raise httpx.ReadTimeout("no complete response in time", request=request) from exc
         except (OSError, httpx.RemoteProtocolError, h11.RemoteProtocolError) as exc:

@@ -12,7 +12,7 @@ from dgprm.errors import InputError
 from dgprm.llm.cache import Ledger
 from dgprm.llm.client import LLMClient
 from dgprm.progress import Progress
-from dgprm.records import Trajectory, read_records
+from dgprm.records import Trajectory, records_from
 from dgprm.runs import RunStats, run_resumable
 from dgprm.scoring.rewards import StepReward
 from dgprm.scoring.scorer import StepScorer
@@ -105,12 +105,9 @@ async def ascore_file(
     ``out``, resumably (see :func:`score_many`). ``tree`` may be omitted only in the
     ``no-tree`` mode; the embedder is the tree's unless the runtime names one."""
     scoring, runtime = scoring or ScoringConfig(), runtime or RuntimeConfig()
-    if isinstance(trajectories, list):
-        items = trajectories[:limit]
-    else:
-        items = read_records(
-            trajectories, Trajectory, max_chars=runtime.max_chars, on_long=runtime.on_long
-        )[:limit]
+    items = records_from(
+        trajectories, Trajectory, limit=limit, max_chars=runtime.max_chars, on_long=runtime.on_long
+    )
     if scoring.mode != "no-tree" and tree is None:
         raise InputError("--tree is required (or use --no-tree for the plain critic ablation)")
     scorer = StepScorer.from_tree(

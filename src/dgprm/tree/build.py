@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from dgprm.llm.cache import Ledger
 from dgprm.llm.client import LLMClient
 from dgprm.progress import NoProgress, Progress
 from dgprm.prompts import template_versions
-from dgprm.records import PreferencePair, read_records
+from dgprm.records import PreferencePair, records_from
 from dgprm.tree.cluster import Features, assign_clusters, central_member
 from dgprm.tree.model import Criterion, Node, RewardTree, tree_embedder_spec
 from dgprm.tree.stages import judge_and_validate, summarize_parent
@@ -332,7 +332,7 @@ async def extend_tree(
     manifest["runs"] = [
         *manifest.get("runs", []),
         {
-            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "llm": client.model_id,
             "pairs": report.pairs,
             "usage": run_ledger.to_dict(),
@@ -358,12 +358,12 @@ def read_pairs(
 ) -> tuple[list[PreferencePair], dict[str, Any] | None]:
     """The pairs to build from (the first ``limit``), and the input record for the
     manifest when they come from a file."""
+    records = records_from(
+        pairs, PreferencePair, limit=limit, max_chars=runtime.max_chars, on_long=runtime.on_long
+    )
     if isinstance(pairs, list):
-        return pairs[:limit], None
+        return records, None
     path = Path(pairs)
-    records = read_records(
-        path, PreferencePair, max_chars=runtime.max_chars, on_long=runtime.on_long
-    )[:limit]
     return records, {"path": path.name, "sha256": file_sha256(path), "pairs": len(records)}
 
 
