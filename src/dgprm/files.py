@@ -16,9 +16,12 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from dgprm.errors import InputError
 
 
 @contextlib.contextmanager
@@ -59,3 +62,96 @@ def write_json(path: str | Path, obj: Any) -> None:
     """Atomically write one JSON document."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """What a dgprm output file holds, recognised by the keys every line has."""
+
+    noun: str
+    keys: frozenset[str]
+
+    def matches(self, obj: Any) -> bool:
+        return isinstance(obj, dict) and self.keys <= obj.keys()
+
+
+STEP_REWARDS = OutputKind("step rewards (dgprm score)", frozenset({"id", "steps", "errors"}))
+SCORED_PREFIXES = OutputKind("scored prefixes (dgprm pairs)", frozenset({"id", "candidates"}))
+DPO_PAIRS = OutputKind("DPO pairs (dgprm pairs)", frozenset({"prompt", "chosen", "rejected"}))
+PREFERENCE_PAIRS = OutputKind(
+    "preference pairs", frozenset({"id", "question", "chosen", "rejected"})
+)
+TRAJECTORIES = OutputKind("trajectories", frozenset({"id", "question", "steps"}))
+
+
+def _resolved(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def check_not_an_input(out: str | Path, inputs: Iterable[str | Path | None]) -> None:
+    """Refuse an output path that is one of the ``inputs``, or a directory holding one
+    (writing it would replace the input).
+
+    Example:
+        >>> check_not_an_input("runs/a.jsonl", ["data/b.jsonl"])
+        >>> check_not_an_input("data/b.jsonl", ["data/b.jsonl"])
+        Traceback (most recent call last):
+        ...
+        dgprm.errors.InputError: data/b.jsonl: the output is also an input; choose another -o
+    """
+    target = _resolved(out)
+    for given in inputs:
+        if given is None:
+            continue
+        source = _resolved(given)
+        if source == target or source.is_relative_to(target):
+            what = "also an input" if source == target else f"a directory holding {given}"
+            raise InputError(f"{out}: the output is {what}; choose another -o")
+
+
+def check_output_file(
+    out: str | Path, kind: OutputKind, inputs: Iterable[str | Path | None] = ()
+) -> None:
+    """Refuse ``out`` before anything is written when it is an input, a directory, or an
+    existing file that is not ``kind`` (a file dgprm did not write is never replaced).
+    A torn last line (a run killed mid-write) is allowed."""
+    check_not_an_input(out, inputs)
+    path = Path(out)
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise InputError(f"{out}: is a directory; give a file path for the {kind.noun}")
+    lines = path.read_bytes().splitlines(keepends=True)
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except (ValueError, RecursionError):
+            if number == len(lines) and not raw.endswith(b"\n"):
+                continue  # the torn last line of a killed run
+            obj = None
+        if not kind.matches(obj):
+            raise InputError(
+                f"{out}:{number}: exists and is not {kind.noun}; dgprm does not replace a file "
+                "it did not write (choose another -o)"
+            )
+
+
+def check_output_dir(
+    out: str | Path, marker: str, noun: str, inputs: Iterable[str | Path | None] = ()
+) -> None:
+    """Refuse ``out`` when it is an input, a file, or an existing non-empty directory
+    without ``marker`` (the file dgprm writes into every ``noun``)."""
+    check_not_an_input(out, inputs)
+    path = Path(out)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise InputError(f"{out}: exists and is not a directory; choose another -o")
+    if any(path.iterdir()) and not (path / marker).is_file():
+        raise InputError(
+            f"{out}: exists and is not a {noun} (no {marker}); dgprm does not replace a "
+            "directory it did not write (choose another -o)"
+        )
+

@@ -22,7 +22,7 @@ import numpy as np
 
 from dgprm.config import PairsConfig, RuntimeConfig, ScoringConfig
 from dgprm.errors import InputError
-from dgprm.files import write_jsonl
+from dgprm.files import DPO_PAIRS, SCORED_PREFIXES, check_output_file, write_jsonl
 from dgprm.llm import make_client
 from dgprm.llm.base import LLMFailure
 from dgprm.llm.client import LLMClient
@@ -286,6 +286,7 @@ async def score_prefixes(
         progress=progress,
         stage="prefixes",
         retry_errors=retry_errors,
+        kind=SCORED_PREFIXES,
     )
     return report
 
@@ -343,6 +344,9 @@ async def amake_pairs(
     :func:`scored_path` ``(out)``, so an interrupted run continues where it stopped.
     """
     config, runtime = config or PairsConfig(), runtime or RuntimeConfig()
+    inputs = [p if isinstance(p, (str, Path)) else None for p in (prefixes, candidates, tree)]
+    check_output_file(out, DPO_PAIRS, inputs)
+    check_output_file(scored_path(out), SCORED_PREFIXES, inputs)
     if (policy is None) == (candidates is None):
         raise InputError("give exactly one of --policy and --candidates")
     if policy is not None and (config.temperature <= 0 or config.n < 2):

@@ -179,9 +179,53 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise InputError(f"{path}:{number}: malformed JSON: {exc.msg}") from None
+            except RecursionError:
+                raise InputError(f"{path}:{number}: JSON nested too deeply") from None
+            except ValueError as exc:  # e.g. an integer past Python's digit limit
+                reason = str(exc).split(";")[0]
+                raise InputError(f"{path}:{number}: unreadable JSON value: {reason}") from None
             if not isinstance(obj, dict):
                 raise InputError(f"{path}:{number}: expected a JSON object")
+            check_values(obj, f"{path}:{number}")
             yield number, obj
+
+
+MAX_DEPTH = 32
+
+
+def check_values(obj: Any, where: str) -> None:
+    """Refuse values no record can hold: nesting deeper than :data:`MAX_DEPTH` levels and
+    text that is not valid Unicode (an unpaired surrogate such as ``"\\ud800"``, which JSON
+    can spell but UTF-8 cannot encode).
+
+    Example:
+        >>> check_values({"steps": ["ok"]}, "f.jsonl:1")
+        >>> check_values({"steps": [chr(0xD800)]}, "f.jsonl:1")
+        Traceback (most recent call last):
+        ...
+        dgprm.errors.InputError: f.jsonl:1: field 'steps[0]': text is not valid Unicode ...
+    """
+    stack: list[tuple[Any, str, int]] = [(obj, "", 0)]
+    while stack:
+        value, field, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            top = field.split(".")[0].split("[")[0]
+            raise InputError(f"{where}: field '{top}': nested deeper than {MAX_DEPTH} levels")
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputError(
+                    f"{where}: field '{field or '(key)'}': text is not valid Unicode "
+                    "(an unpaired surrogate)"
+                ) from None
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{field}.{key}" if field else str(key)
+                stack.append((key, field, depth + 1))
+                stack.append((item, name, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{field}[{i}]", depth + 1) for i, item in enumerate(value))
 
 
 def read_records(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dgprm.files import atomic_path
+from dgprm.files import OutputKind, atomic_path, check_output_file
 from dgprm.llm.cache import Ledger
 from dgprm.llm.client import LLMClient
 from dgprm.progress import NoProgress, Progress
@@ -87,7 +87,10 @@ class ResumableJsonl:
         failed: Callable[[dict[str, Any]], bool] | None = None,
         retry_failed: bool = False,
         among: set[str] | None = None,
+        kind: OutputKind | None = None,
     ) -> None:
+        if kind is not None:
+            check_output_file(path, kind)  # never append to a file of another kind
         self.path = Path(path)
         self.key = key
         self.done: set[str] = set()
@@ -211,6 +214,7 @@ async def run_resumable(
     progress: Progress | None = None,
     stage: str = "items",
     retry_errors: bool = False,
+    kind: OutputKind | None = None,
 ) -> None:
     """Run ``work`` on every item whose record (``key`` = its id) is not yet in ``out``,
     at most ``concurrency`` at a time, appending each returned record as soon as it is done.
@@ -242,6 +246,7 @@ async def run_resumable(
         failed=has_errors,
         retry_failed=retry_errors,
         among={id_of(item) for item in items},
+        kind=kind or OutputKind("records", frozenset({key})),
     ) as sink:
         todo = [item for item in items if id_of(item) not in sink.done]
         stats.skipped = len(items) - len(todo)

@@ -20,7 +20,7 @@ from typing import Any
 
 from dgprm.config import TrainConfig
 from dgprm.errors import InputError
-from dgprm.files import file_sha256, write_json
+from dgprm.files import check_not_an_input, file_sha256, write_json
 from dgprm.records import iter_json_lines
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -201,6 +201,7 @@ def train_dpo(
     """
     options = options or TrainConfig()
     out = Path(out)
+    check_not_an_input(out, [pairs, model_spec if Path(model_spec).exists() else None])
     rows = read_dpo_rows(pairs)  # bad input is refused before torch and TRL are imported
 
     import torch

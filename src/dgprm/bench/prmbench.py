@@ -27,7 +27,14 @@ from dgprm.bench.metrics import (
     leaderboard_row,
     prmbench_results,
 )
-from dgprm.bench.rundir import PREDICTIONS, RunReport, Task, judge_method, start_run
+from dgprm.bench.rundir import (
+    PREDICTIONS,
+    RunReport,
+    Task,
+    check_run_dir,
+    judge_method,
+    start_run,
+)
 from dgprm.config import RuntimeConfig, ScoringConfig
 from dgprm.data import fold_key, prmbench_items, prmbench_question, question_fold
 from dgprm.errors import InputError
@@ -319,6 +326,7 @@ def evaluate_predictions(
 ) -> PrmbenchRun:
     """The official metric on another PRM's predictions file (PRMBench's output format)."""
     predictions, out = Path(predictions), Path(out)
+    check_run_dir(out, [predictions, data])
     source = resolve_source(Path(data) if data is not None else None, subset400=subset400)
     records = prmbench_records(source)
     if not predictions.is_file():
@@ -359,6 +367,7 @@ async def arun(
     ``runtime`` (and is not closed).
     """
     out = Path(out)
+    check_run_dir(out, [data, *trees])
     scoring, runtime = scoring or ScoringConfig(), runtime or RuntimeConfig()
     source = resolve_source(Path(data) if data is not None else None, subset400=subset400)
     records = prmbench_records(source)

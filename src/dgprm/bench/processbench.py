@@ -16,7 +16,7 @@ from typing import Any
 
 from dgprm.bench.judges import Judgement, check_method
 from dgprm.bench.metrics import first_error, processbench_results
-from dgprm.bench.rundir import PREDICTIONS, RunReport, Task, judge_method
+from dgprm.bench.rundir import PREDICTIONS, RunReport, Task, check_run_dir, judge_method
 from dgprm.config import RuntimeConfig, ScoringConfig
 from dgprm.data import processbench_items
 from dgprm.errors import InputError
@@ -108,6 +108,7 @@ async def arun(
     Without ``data`` the packaged GSM8K sample is used. ``client`` overrides the LLM made
     from ``runtime`` (and is not closed)."""
     out = Path(out)
+    check_run_dir(out, [data, tree])
     scoring, runtime = scoring or ScoringConfig(), runtime or RuntimeConfig()
     files = {s: subset_file(Path(data) if data is not None else None, s) for s in subsets}
     paths = [tree] if tree is not None else []

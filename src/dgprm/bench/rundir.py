@@ -18,7 +18,7 @@ from typing import Any
 from dgprm.bench.judges import Judgement, StepJudge, method_judges, method_prompts
 from dgprm.config import RuntimeConfig, ScoringConfig
 from dgprm.errors import InputError
-from dgprm.files import write_json
+from dgprm.files import check_output_dir, write_json
 from dgprm.llm import make_client
 from dgprm.llm.cache import Ledger
 from dgprm.llm.client import LLMClient
@@ -57,6 +57,12 @@ class RunReport(RunStats):
             ("invalid predictions", str(self.invalid)),
             *self.usage_rows(self.items, "item"),
         ]
+
+
+def check_run_dir(run_dir: Path, inputs: list[Any]) -> None:
+    """Refuse a run directory that is an input, or an existing directory that is not a
+    benchmark run (dgprm writes run.json into every one)."""
+    check_output_dir(run_dir, RUN_FILE, "benchmark run directory", inputs)
 
 
 def start_run(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:

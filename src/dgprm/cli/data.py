@@ -32,8 +32,9 @@ def prmbench_pairs(
     """PRMBench records → preference pairs (original_process = chosen,
     modified_process = rejected)."""
     from dgprm.data import prmbench_pairs as convert
-    from dgprm.files import write_jsonl
+    from dgprm.files import PREFERENCE_PAIRS, check_output_file, write_jsonl
 
+    check_output_file(out, PREFERENCE_PAIRS, [source])
     count = write_jsonl(out, convert(source, fold=fold, folds=folds, limit=limit))
     console.print(f"wrote {count} pairs to {out}")
 
@@ -49,8 +50,9 @@ def prmbench_trajectories(
     """PRMBench records → trajectories (modified_question, modified_process); id =
     <classification>_<idx>."""
     from dgprm.data import prmbench_trajectories as convert
-    from dgprm.files import write_jsonl
+    from dgprm.files import TRAJECTORIES, check_output_file, write_jsonl
 
+    check_output_file(out, TRAJECTORIES, [source])
     count = write_jsonl(out, convert(source, fold=fold, folds=folds, limit=limit))
     console.print(f"wrote {count} trajectories to {out}")
 
@@ -63,7 +65,8 @@ def processbench_trajectories(
 ) -> None:
     """ProcessBench records (problem, steps) → trajectories."""
     from dgprm.data import processbench_trajectories as convert
-    from dgprm.files import write_jsonl
+    from dgprm.files import TRAJECTORIES, check_output_file, write_jsonl
 
+    check_output_file(out, TRAJECTORIES, [source])
     count = write_jsonl(out, convert(source, limit=limit))
     console.print(f"wrote {count} trajectories to {out}")

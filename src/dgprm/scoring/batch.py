@@ -9,6 +9,7 @@ from typing import Any
 
 from dgprm.config import RuntimeConfig, ScoringConfig
 from dgprm.errors import InputError
+from dgprm.files import STEP_REWARDS, check_output_file
 from dgprm.llm.cache import Ledger
 from dgprm.llm.client import LLMClient
 from dgprm.progress import Progress
@@ -85,6 +86,7 @@ async def score_many(
         progress=progress,
         stage="score",
         retry_errors=retry_errors,
+        kind=STEP_REWARDS,
     )
     return report
 
@@ -105,6 +107,10 @@ async def ascore_file(
     ``out``, resumably (see :func:`score_many`). ``tree`` may be omitted only in the
     ``no-tree`` mode; the embedder is the tree's unless the runtime names one."""
     scoring, runtime = scoring or ScoringConfig(), runtime or RuntimeConfig()
+    sources = [trajectories if not isinstance(trajectories, list) else None]
+    check_output_file(
+        out, STEP_REWARDS, [*sources, tree if not isinstance(tree, RewardTree) else None]
+    )
     items = records_from(
         trajectories, Trajectory, limit=limit, max_chars=runtime.max_chars, on_long=runtime.on_long
     )

@@ -21,7 +21,7 @@ import numpy as np
 from dgprm.config import RuntimeConfig, TreeConfig
 from dgprm.embed import Embedder, make_embedder
 from dgprm.errors import InputError
-from dgprm.files import file_sha256
+from dgprm.files import check_output_dir, file_sha256
 from dgprm.llm import make_client
 from dgprm.llm.base import LLMFailure
 from dgprm.llm.cache import Ledger
@@ -379,6 +379,9 @@ async def _extend_with(
     limit: int | None,
     progress: Progress | None,
 ) -> tuple[RewardTree, BuildReport]:
+    if out is not None:  # an existing directory that is not a tree is never replaced
+        source = None if isinstance(pairs, list) else pairs
+        check_output_dir(out, "manifest.json", "reward tree", [source])
     items, info = read_pairs(pairs, runtime, limit)
     if isinstance(llm, LLMClient):
         client, own = llm, False
