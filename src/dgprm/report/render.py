@@ -663,19 +663,23 @@ def _criteria_section(tree: RewardTree, summary: ScoresSummary, label: str) -> M
                     el("span", {"class": "muted"}, f" {share:.0%}" if share is not None else ""),
                 ),
                 _num_cell(s.mean, extra=_bar(s.mean)),
-                _num_cell(s.mean_correct),
-                _num_cell(s.mean_wrong),
-                _num_cell(s.gap),
-                el(
-                    "td",
-                    {"class": "num", "data-v": "" if s.auroc is None else f"{s.auroc:.6f}"},
-                    auroc_badge(s) if s.auroc is not None else "–",
-                ),
-                el(
-                    "td",
-                    {"class": "num", "data-v": len(s.correct) + len(s.wrong)},
-                    f"{len(s.correct)} / {len(s.wrong)}",
-                ),
+                [
+                    _num_cell(s.mean_correct),
+                    _num_cell(s.mean_wrong),
+                    _num_cell(s.gap),
+                    el(
+                        "td",
+                        {"class": "num", "data-v": "" if s.auroc is None else f"{s.auroc:.6f}"},
+                        auroc_badge(s) if s.auroc is not None else "–",
+                    ),
+                    el(
+                        "td",
+                        {"class": "num", "data-v": len(s.correct) + len(s.wrong)},
+                        f"{len(s.correct)} / {len(s.wrong)}",
+                    ),
+                ]
+                if summary.gold_steps
+                else None,
             )
         )
     selectable = tree.selectable_ids()
@@ -714,7 +718,10 @@ def _criteria_section(tree: RewardTree, summary: ScoresSummary, label: str) -> M
             "No gold step labels in these scores, so no discrimination (AUROC) is shown. "
             "Score trajectories made by `dgprm data prmbench-trajectories` or "
             "`processbench-trajectories` (they carry gold_labels), or pass the "
-            "trajectories file with --trajectories.",
+            "trajectories file with --trajectories."
+            if not summary.gold_steps
+            else f"{summary.gold_steps} steps carry gold labels, but no criterion was scored "
+            "on both a correct and a wrong step, so no AUROC can be computed.",
         ),
         el(
             "div",
@@ -734,7 +741,7 @@ def _criteria_section(tree: RewardTree, summary: ScoresSummary, label: str) -> M
                                 {"data-sort": sortable.get(h, "num"), "scope": "col"},
                                 h,
                             )
-                            for h in (*head, *gold_heads)
+                            for h in (*head, *(gold_heads if summary.gold_steps else ()))
                         ],
                     ),
                 ),
@@ -836,18 +843,19 @@ def _heatmap(trajectory: ScoredTrajectory, tree_index: dict[str, Node]) -> Marku
             el("td", {"class": "num"}, str(step.index + 1)),
             el("td", {"class": "c"}, _gold_mark(step.gold)),
         ]
-        if has_text:
-            cells.append(el("td", {"class": "steptext", "title": hover}, step.text or ""))
         if step.error is not None:
+            # one cell from the step text to the label: the step, then its error record
             cells.append(
                 el(
                     "td",
-                    {"class": "err-cell", "colspan": max(len(order), 1)},
-                    "⚠ error record: ",
-                    step.error,
+                    {"class": "err-cell", "colspan": max(len(order), 1) + 2 + has_text},
+                    el("div", {"class": "err-step"}, step.text) if has_text else None,
+                    el("div", None, "⚠ error record (no scores): ", step.error),
                 )
             )
         else:
+            if has_text:
+                cells.append(el("td", {"class": "steptext", "title": hover}, step.text or ""))
             for cid in order:
                 if cid in step.scores:
                     value = step.scores[cid]
@@ -875,6 +883,9 @@ def _heatmap(trajectory: ScoredTrajectory, tree_index: dict[str, Node]) -> Marku
             if step.label
             else el("span", {"class": "lab-bad"}, "wrong")
         )
+        if step.error is not None:  # the error cell spans the reward and label columns
+            rows.append(el("tr", {"class": "err-row", "title": hover}, cells))
+            continue
         cells += [
             el("td", {"class": "num"}, fmt(step.reward)),
             el(
