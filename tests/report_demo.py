@@ -109,6 +109,21 @@ parents:
   children:
   - text: The final answer is rounded the way the question asks
 """
+TITLES = {
+    "c0001": "Correct arithmetic",
+    "c0002": "Faithful carry-over",
+    "c0003": "Fractions handled",
+    "c0004": "Quantities read right",
+    "c0005": "Relations translated",
+    "c0006": "On target",
+    "c0007": "No unjustified assumption",
+    "c0008": "Valid algebra",
+    "c0009": "Consistency",
+    "c0010": "Progress",
+    "c0011": "No circularity",
+    "c0012": "Units consistent",
+    "c0013": "Explicit final answer",
+}
 # how strongly each criterion's score follows the gold label (0 = noise)
 SIGNAL = {
     "c0001": 0.55,
@@ -149,27 +164,19 @@ def demo_tree(embedder: KeywordEmbedder) -> RewardTree:
             for k in range(rng.randint(1, 4)):
                 pair = rng.choice(PAIRS)
                 cid = f"{pair}/{child_id}-{k}"
-                title, _, rest = text.partition(" ")
                 criteria.append(
                     Criterion(
-                        cid,
-                        pair,
-                        f"{title} {rest.split()[0]}",
-                        text,
-                        True,
-                        rng.choice(REASONS),
-                        child_id,
+                        cid, pair, TITLES[child_id], text, True, rng.choice(REASONS), child_id
                     )
                 )
                 members.append(cid)
                 if pair not in sources:
                     sources.append(pair)
             nodes.append(Node(child_id, "child", text, parent_id, [], members, sources))
-    for pair, text, reason in (
-        (PAIRS[0], "The better solution is better", "Too vague: does not say what to check."),
-        (PAIRS[4], "Uses the number 42", "Specific to one problem; does not generalise."),
+    for pair, title, description, reason in (
+        (PAIRS[0], "Better", "The better solution is better", "Too vague: names nothing to check."),
+        (PAIRS[4], "Uses 42", "The answer uses the number 42", "Specific to one problem."),
     ):
-        title, _, description = text.partition(" ")
         criteria.append(Criterion(f"{pair}/x", pair, title, description, False, reason))
     by_id = {n.id: n for n in nodes}
     for parent in (n for n in nodes if n.level == "parent"):

@@ -428,3 +428,19 @@ def test_check_refuses_bad_edit_fields(embedder, change, message):
         setattr(tree.node("c1"), key, value)
     with pytest.raises(TreeError, match=message):
         tree.check()
+
+
+def test_the_readme_example_applies_as_described(tmp_path):
+    from tests.report_demo import demo_tree
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("**Human edits.**")[1].split("```yaml\n")[1].split("```")[0]
+    embedder = KeywordEmbedder(dim=64)
+    tree = demo_tree(embedder)
+    new, report = apply(tree, tmp_path, example, embedder)
+    assert report.changes == {"text": 1, "weight": 1, "move": 1, "merge": 1, "add": 1, "disable": 1}
+    assert new.node("c0007").parent == "p001" and new.node("c0002").merged_into == "c0001"
+    assert new.node("c0003").weight == 2.0 and new.node("p002").disabled
+    added = new.node(report.added["parents[0].children[3]"])
+    assert added.origin == "human" and added.parent == "p001"
+    assert not {"p002", "c0004", "c0005", "c0006", "c0002"} & new.selectable_ids()
