@@ -592,7 +592,8 @@ def _auroc_svg(rows: list[tuple[str, str, CriterionStats]]) -> Markup:
                         "y": y + 4,
                         "width": f"{max(right - left, 1.5):.1f}",
                         "height": row_h - 8,
-                        "class": f"bar {auroc_class(value)}",
+                        "class": f"bar {auroc_class(value)}"
+                        + (" few" if min(len(s.correct), len(s.wrong)) < FEW_LABELS else ""),
                     },
                 ),
                 el("text", {"x": f"{x(1) + 8:.1f}", "y": y + 15, "class": "val"}, fmt(value)),
@@ -710,6 +711,12 @@ def _criteria_section(tree: RewardTree, summary: ScoresSummary, label: str) -> M
                 "“the step is correct”",
             ),
             _auroc_svg(chart_rows),
+            el(
+                "p",
+                {"class": "muted"},
+                "Bars right of the dashed line: higher scores on correct steps. Faded bars "
+                f"rest on fewer than {FEW_LABELS} correct or wrong steps: unreliable.",
+            ),
         )
         if chart_rows
         else el(

@@ -9,6 +9,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 def average_ranks(values: Sequence[float]) -> list[float]:
     """1-based ranks of ``values``; tied values share the mean of the ranks they span.
@@ -17,18 +19,13 @@ def average_ranks(values: Sequence[float]) -> list[float]:
         >>> average_ranks([0.5, 0.1, 0.5, 0.9])
         [2.5, 1.0, 2.5, 4.0]
     """
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        shared = (start + end) / 2 + 1
-        for k in range(start, end + 1):
-            ranks[order[k]] = shared
-        start = end + 1
-    return ranks
+    if not len(values):
+        return []
+    _, inverse, counts = np.unique(
+        np.asarray(values, dtype=np.float64), return_inverse=True, return_counts=True
+    )
+    last = np.cumsum(counts)  # the rank of the last copy of each distinct value
+    return (last - (counts - 1) / 2)[inverse.reshape(-1)].tolist()
 
 
 def auroc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
@@ -48,7 +45,7 @@ def auroc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
         return None
     ranks = average_ranks([*positive, *negative])
     n_pos, n_neg = len(positive), len(negative)
-    u = sum(ranks[:n_pos]) - n_pos * (n_pos + 1) / 2
+    u = math.fsum(ranks[:n_pos]) - n_pos * (n_pos + 1) / 2
     return u / (n_pos * n_neg)
 
 
@@ -70,6 +67,9 @@ class CriterionStats:
     scores: list[float] = field(default_factory=list)
     correct: list[float] = field(default_factory=list)  # steps whose gold label is correct
     wrong: list[float] = field(default_factory=list)
+    _auroc: tuple[tuple[int, int], float | None] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def add(self, score: float, gold: bool | None) -> None:
         self.scores.append(score)
@@ -104,8 +104,12 @@ class CriterionStats:
 
     @property
     def auroc(self) -> float | None:
-        """AUROC of this criterion's score for "the step is correct"."""
-        return auroc(self.correct, self.wrong)
+        """AUROC of this criterion's score for "the step is correct" (computed once per
+        set of scores)."""
+        key = (len(self.correct), len(self.wrong))
+        if self._auroc is None or self._auroc[0] != key:
+            self._auroc = (key, auroc(self.correct, self.wrong))
+        return self._auroc[1]
 
 
 @dataclass(frozen=True)
