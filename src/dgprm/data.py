@@ -116,13 +116,31 @@ def prmbench_pairs(
     return list(itertools.islice(pairs, limit))
 
 
+def prmbench_gold_labels(record: dict[str, Any]) -> list[bool]:
+    """Gold label of each step of ``modified_process``: ``False`` (wrong) exactly when its
+    1-based index is in ``error_steps``.
+
+    Example:
+        >>> prmbench_gold_labels({"modified_process": ["a", "b", "c"], "error_steps": [2]})
+        [True, False, True]
+    """
+    wrong = {int(e) for e in record["error_steps"]}
+    return [i + 1 not in wrong for i in range(len(record["modified_process"]))]
+
+
 def prmbench_trajectories(
     path: str | Path, *, fold: int | None = None, folds: int = 2, limit: int | None = None
 ) -> list[dict[str, Any]]:
     """Trajectories to score from PRMBench records: ``modified_question`` and
-    ``modified_process``, id ``<classification>_<idx>`` (first occurrence kept)."""
+    ``modified_process``, id ``<classification>_<idx>`` (first occurrence kept), with
+    ``gold_labels`` (one per step, ``true`` = correct; see :func:`prmbench_gold_labels`)."""
     rows = (
-        {"id": item_id, "question": prmbench_question(record), "steps": record["modified_process"]}
+        {
+            "id": item_id,
+            "question": prmbench_question(record),
+            "steps": record["modified_process"],
+            "gold_labels": prmbench_gold_labels(record),
+        }
         for item_id, record in prmbench_items(path, fold=fold, folds=folds)
     )
     return list(itertools.islice(rows, limit))
@@ -146,11 +164,30 @@ def processbench_items(path: str | Path) -> list[dict[str, Any]]:
     return data
 
 
+def processbench_gold_labels(label: int, steps: int) -> list[bool | None]:
+    """Gold label of each step of a ProcessBench item whose first wrong step is ``label``
+    (0-based; −1 = none): steps before it are correct, it is wrong, later steps unknown.
+
+    Example:
+        >>> processbench_gold_labels(1, 4), processbench_gold_labels(-1, 2)
+        ([True, False, None, None], [True, True])
+    """
+    if label < 0:
+        return [True] * steps
+    return [True if i < label else False if i == label else None for i in range(steps)]
+
+
 def processbench_trajectories(
     path: str | Path, *, limit: int | None = None
 ) -> list[dict[str, Any]]:
-    """Trajectories to score from one ProcessBench subset file (the first ``limit``)."""
+    """Trajectories to score from one ProcessBench subset file, with ``gold_labels``
+    (see :func:`processbench_gold_labels`)."""
     return [
-        {"id": i["id"], "question": i["problem"], "steps": i["steps"]}
-        for i in processbench_items(path)[:limit]
+        {
+            "id": item["id"],
+            "question": item["problem"],
+            "steps": item["steps"],
+            "gold_labels": processbench_gold_labels(int(item["label"]), len(item["steps"])),
+        }
+        for item in processbench_items(path)[:limit]
     ]

@@ -8,6 +8,7 @@ a truncated or edited artifact is refused on load.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ from dgprm.files import file_sha256
 
 TREE_FORMAT = 1
 FILES = ("tree.json", "embeddings.npy", "manifest.json")
+ORIGINS = ("built", "human")
 
 
 class TreeError(InputError):
@@ -39,15 +41,35 @@ class Criterion:
     kept: bool
     reason: str = ""
     child: str | None = None
+    origin: str = "built"  # "human": written by a person (``dgprm tree apply``), no pair
 
     @property
     def text(self) -> str:
-        return f"{self.title}: {self.description}"
+        """``title: description``; a person-written criterion has no title, only its text.
+
+        Example:
+            >>> Criterion("h/1", "", "", "Units are stated", True, origin="human").text
+            'Units are stated'
+        """
+        return f"{self.title}: {self.description}" if self.title else self.description
 
 
 @dataclass
 class Node:
-    """A parent (coarse) or child (fine-grained) criterion of the tree."""
+    """A parent (coarse) or child (fine-grained) criterion of the tree.
+
+    The fields after ``sources`` come from human edits (``dgprm tree apply``, see
+    :mod:`dgprm.tree.edits`); trees written before them load with the defaults.
+    ``disabled`` nodes are never selected or scored (nor, for a disabled parent, its
+    children); ``weight`` is used by the weighted aggregation; ``merged_into`` names the
+    child that took over this child's members (the node stays, disabled, so its id is
+    never reused); ``edits`` lists what each applied edit file changed.
+
+    Example:
+        >>> node = Node("c0001", "child", "Units are stated", parent="p001", members=["x/0"])
+        >>> node.active, node.edited, node.weight
+        (True, False, 1.0)
+    """
 
     id: str
     level: Literal["parent", "child"]
@@ -56,6 +78,21 @@ class Node:
     children: list[str] = field(default_factory=list)
     members: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    disabled: bool = False
+    weight: float = 1.0
+    origin: str = "built"
+    merged_into: str | None = None
+    edits: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def active(self) -> bool:
+        """Whether the node may be selected and scored (its parent's flag aside)."""
+        return not self.disabled and self.merged_into is None
+
+    @property
+    def edited(self) -> bool:
+        """Whether a person changed or wrote this node."""
+        return bool(self.edits) or self.origin == "human"
 
     @property
     def counts(self) -> dict[str, int]:
@@ -67,6 +104,30 @@ class Node:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "counts": self.counts}
+
+
+def _check_edit_fields(node: Node, index: dict[str, Node]) -> None:
+    """Refuse ill-typed or inconsistent edit fields (``disabled``, ``weight``, …) on ``node``."""
+    where = f"tree.json: node {node.id}"
+    if not isinstance(node.disabled, bool):
+        raise TreeError(f"{where}: 'disabled' must be true or false")
+    weight = node.weight
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight):
+        raise TreeError(f"{where}: 'weight' must be a finite number")
+    if weight <= 0:
+        raise TreeError(f"{where}: 'weight' must be > 0 (disable a node to switch it off)")
+    if node.origin not in ORIGINS:
+        raise TreeError(f"{where}: unknown origin {node.origin!r}")
+    if not isinstance(node.edits, list) or not all(isinstance(e, dict) for e in node.edits):
+        raise TreeError(f"{where}: 'edits' must be a list of objects")
+    if node.merged_into is not None:
+        target = index.get(node.merged_into)
+        if node.level != "child" or target is None or target.level != "child":
+            raise TreeError(f"{where}: merged into {node.merged_into!r}, which is not a child")
+        if target.merged_into is not None or target.id == node.id:
+            raise TreeError(f"{where}: merged into {target.id}, which is itself merged")
+        if not node.disabled or node.members:
+            raise TreeError(f"{where}: a merged child must be disabled and have no members")
 
 
 @dataclass
@@ -100,6 +161,17 @@ class RewardTree:
     def node(self, node_id: str) -> Node:
         return self._index()[node_id]
 
+    def selectable_ids(self) -> set[str]:
+        """Ids of the nodes the scorer may offer: active parents, and the active children
+        of active parents (disabled and merged nodes, and the children of a disabled
+        parent, are never selected or scored)."""
+        index = self._index()
+        return {
+            n.id
+            for n in self.nodes
+            if n.active and (n.level == "parent" or index[str(n.parent)].active)
+        }
+
     def _index(self) -> dict[str, Node]:
         return {n.id: n for n in self.nodes}
 
@@ -129,13 +201,14 @@ class RewardTree:
             raise TreeError("embeddings.npy: non-finite values")
         criterion_ids = {c.id for c in self.criteria}
         for node in self.nodes:
+            _check_edit_fields(node, index)
             if node.level == "child":
                 if node.parent not in index or index[node.parent].level != "parent":
                     raise TreeError(f"tree.json: child {node.id} has no valid parent")
                 if node.id not in index[node.parent].children:
                     raise TreeError(f"tree.json: parent {node.parent} does not list {node.id}")
                 missing = [m for m in node.members if m not in criterion_ids]
-                if missing or not node.members:
+                if missing or (not node.members and node.merged_into is None):
                     raise TreeError(f"tree.json: child {node.id} has unknown or no members")
             elif node.level == "parent":
                 for child in node.children:
