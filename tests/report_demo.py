@@ -28,7 +28,7 @@ from dgprm.bench.prmbench import (
     table_rows,
 )
 from dgprm.data import prmbench_trajectories, processbench_trajectories
-from dgprm.records import write_json, write_jsonl
+from dgprm.files import write_json, write_jsonl
 from dgprm.tree.edits import apply_edits
 from dgprm.tree.model import Criterion, Node, RewardTree
 from tests.conftest import SAMPLES, KeywordEmbedder

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dgprm.records import InputError
+from dgprm.errors import InputError
 from dgprm.report import auroc, criterion_stats, merge_stats, write_report
 from dgprm.report.inputs import read_bench_run, read_trajectory_texts, summarise_scores
 from dgprm.report.stats import StepScores, average_ranks

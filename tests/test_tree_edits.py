@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dgprm.records import file_sha256
+from dgprm.files import file_sha256
 from dgprm.tree.edits import (
     EditError,
     apply_edits,
@@ -29,7 +29,7 @@ TEXTS = {
     "c2": "equations are set up correctly",
     "c3": "units are converted correctly",
 }
-NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -430,10 +430,10 @@ def test_check_refuses_bad_edit_fields(embedder, change, message):
         tree.check()
 
 
-def test_the_readme_example_applies_as_described(tmp_path):
+def test_the_documented_example_applies_as_described(tmp_path):
     from tests.report_demo import demo_tree
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "guide.md").read_text()
     example = readme.split("**Human edits.**")[1].split("```yaml\n")[1].split("```")[0]
     embedder = KeywordEmbedder(dim=64)
     tree = demo_tree(embedder)

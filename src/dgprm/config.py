@@ -34,7 +34,7 @@ from dgprm.errors import InputError
 
 C = TypeVar("C", bound="StageConfig")
 Mode = Literal["dynamic", "static", "no-tree"]
-StepAggregation = Literal["mean", "min"]
+StepAggregation = Literal["mean", "min", "weighted"]
 
 
 def default_cache_path() -> Path:
@@ -116,7 +116,11 @@ class ScoringConfig(StageConfig):
     prefilter_parents: int = Field(
         8, ge=1, description="Parents offered to R (most similar by embedding) in a large tree."
     )
-    agg: StepAggregation = Field("mean", description="Step reward from its vector: mean | min.")
+    agg: StepAggregation = Field(
+        "mean",
+        description="Step reward from its vector: mean | min | weighted (by the criterion "
+        "weights a person set with dgprm tree apply).",
+    )
     threshold: float = Field(
         0.5, ge=0, le=1, description="A step is labelled correct when its reward > threshold."
     )

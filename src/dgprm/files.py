@@ -154,4 +154,3 @@ def check_output_dir(
             f"{out}: exists and is not a {noun} (no {marker}); dgprm does not replace a "
             "directory it did not write (choose another -o)"
         )
-

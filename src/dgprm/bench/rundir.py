@@ -158,7 +158,11 @@ def method_config(
         "model": client.model_id,
         "embedder": tree_embedder_spec(trees[0], runtime.embedder) if trees else None,
         "trees": [
-            {"path": str(p), "built_from": t.manifest.get("input"), "nodes": len(t.nodes)}
+            {
+                "path": str(p),
+                "nodes": len(t.nodes),
+                "tree_sha256": t.manifest.get("files", {}).get("tree.json"),
+            }
             for p, t in zip(tree_paths, trees, strict=True)
         ],
         "merge_r_phi": scoring.merge_r_phi,

@@ -2,7 +2,8 @@
 options, calls a library function and renders the result with rich.
 
 - ``tree`` (:mod:`.tree`), ``data`` (:mod:`.data`), ``bench`` (:mod:`.bench`) are groups;
-- ``score`` (:mod:`.score`), ``pairs`` (:mod:`.pairs`), ``train`` (:mod:`.train`) are commands;
+- ``score`` (:mod:`.score`), ``pairs`` (:mod:`.pairs`), ``train`` (:mod:`.train`),
+  ``report`` (:mod:`.report`) are commands;
 - :mod:`.common` holds the shared options, progress bars and tables.
 """
 
@@ -16,6 +17,7 @@ import typer
 from dgprm.cli import bench, data, tree
 from dgprm.cli.common import console
 from dgprm.cli.pairs import pairs
+from dgprm.cli.report import report
 from dgprm.cli.score import score
 from dgprm.cli.train import train
 from dgprm.errors import InputError
@@ -52,6 +54,7 @@ app.add_typer(data.app, name="data")
 app.command("score")(score)
 app.command("pairs")(pairs)
 app.command("train")(train)
+app.command("report")(report)
 app.add_typer(bench.app, name="bench")
 
 _INTERRUPTED = 130  # exit status of a run stopped by Ctrl-C (128 + SIGINT)

@@ -117,6 +117,20 @@ def add(
     _print_build("tree add", report, tree)
 
 
+def _marks(node) -> str:
+    """What a person changed about a node, for ``tree show``."""
+    from dgprm.tree.edits import describe_edits
+
+    marks = [m for m in (describe_edits(node),) if m]
+    if node.disabled:
+        marks.insert(
+            0, f"disabled{f', merged into {node.merged_into}' if node.merged_into else ''}"
+        )
+    if node.weight != 1.0:
+        marks.append(f"weight {node.weight:g}")
+    return f"  [magenta]({'; '.join(marks)})[/]" if marks else ""
+
+
 @app.command("show")
 def show(
     tree: Annotated[Path, typer.Argument(help="Tree directory.")],
@@ -141,15 +155,46 @@ def show(
             f"[bold cyan]{parent.id}[/] {parent.text}  "
             f"[dim]({counted(len(parent.children), 'child', 'children')}, "
             f"{counted(len(parent.members), 'criterion', 'criteria')}, "
-            f"{counted(len(parent.sources), 'pair')})[/]"
+            f"{counted(len(parent.sources), 'pair')})[/]{_marks(parent)}"
         )
         ordered = sorted((by_id[c] for c in parent.children), key=lambda c: -len(c.members))
         for child in ordered[:children]:
             branch.add(
                 f"[green]{child.id}[/] {child.text}  "
                 f"[dim]({counted(len(child.members), 'criterion', 'criteria')}, "
-                f"{counted(len(child.sources), 'pair')})[/]"
+                f"{counted(len(child.sources), 'pair')})[/]{_marks(child)}"
             )
         if len(ordered) > children:
             branch.add(f"[dim]… {len(ordered) - children} more[/]")
     Console().print(root)
+
+
+@app.command("export")
+def export(
+    tree: Annotated[Path, typer.Argument(help="Tree directory.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output YAML file.")],
+) -> None:
+    """Write the tree as a human-editable YAML file (ids, texts, parents, weights, disabled
+    flags); edit it and apply it with ``dgprm tree apply``."""
+    from dgprm.tree.edits import write_export
+
+    write_export(tree, out)
+    console.print(f"wrote {out}; edit it, then: dgprm tree apply {tree} {out}")
+
+
+@app.command("apply")
+def apply(
+    tree: Annotated[Path, typer.Argument(help="Tree directory.")],
+    edits: Annotated[Path, typer.Argument(help="Edits YAML (an edited export or a short file).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("-o", "--out", help="Write the edited tree here (default: in place)."),
+    ] = None,
+) -> None:
+    """Apply a person's edits: change a text (re-embedded), disable or re-enable a node, set
+    a weight, move or merge children, add a criterion under a parent. Node ids stay stable;
+    the manifest records the edit file by hash. A bad file is refused and nothing written."""
+    from dgprm.tree.edits import apply_edits_file
+
+    report = apply_edits_file(tree, edits, out)
+    print_summary("tree apply", [*report.rows(), ("tree", str(out or tree))])

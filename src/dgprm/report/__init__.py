@@ -34,18 +34,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from dgprm.errors import InputError
+from dgprm.files import atomic_path, check_not_an_input, file_sha256
 from dgprm.progress import Progress
-from dgprm.records import atomic_path, file_sha256
 from dgprm.report.inputs import (
-    CRITIC_ID,
     BenchRun,
     ScoresSummary,
     read_bench_run,
     read_trajectory_texts,
     summarise_scores,
 )
-from dgprm.report.render import render_report
+from dgprm.report.render import GENERATOR, render_report
 from dgprm.report.stats import CriterionStats, StepScores, auroc, criterion_stats, merge_stats
+from dgprm.scoring.index import CRITIC_ID
 from dgprm.tree.model import RewardTree
 
 __all__ = [
@@ -114,6 +115,16 @@ def write_report(
     """
     if max_trajectories < 0:
         raise ValueError("max_trajectories must be ≥ 0")
+    check_not_an_input(out, [tree_dir, *scores, *bench, *trajectories])
+    existing = Path(out)
+    if existing.exists() and (
+        not existing.is_file()
+        or f'content="{GENERATOR}"' not in existing.read_text(encoding="utf-8", errors="replace")
+    ):
+        raise InputError(
+            f"{out}: exists and is not a dgprm report; dgprm does not replace a file it did "
+            "not write (choose another -o)"
+        )
     tree = RewardTree.load(tree_dir)
     known = {n.id for n in tree.nodes} | {CRITIC_ID}
     texts = read_trajectory_texts(trajectories) if trajectories else None

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dgprm.errors import InputError
+from dgprm.files import file_sha256
 from dgprm.progress import NoProgress, Progress
-from dgprm.records import InputError, file_sha256, iter_json_lines
+from dgprm.records import iter_json_lines
 from dgprm.report.stats import CriterionStats, StepScores, add_steps
 
-CRITIC_ID = "critic"  # the plain-critic ablation's one criterion (dgprm score --no-tree)
 USAGE_KEYS = ("llm_calls", "cache_hits", "prompt_tokens", "completion_tokens", "errors")
 
 

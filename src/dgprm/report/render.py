@@ -21,17 +21,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
-from dgprm import __version__
 from dgprm.progress import NoProgress, Progress, counted
-from dgprm.report.inputs import CRITIC_ID, BenchRun, ScoredTrajectory, ScoresSummary
+from dgprm.report.inputs import BenchRun, ScoredTrajectory, ScoresSummary
 from dgprm.report.markup import Markup, el, join
 from dgprm.report.stats import CriterionStats
+from dgprm.scoring.index import CRITIC_ID
 from dgprm.tree.edits import describe_edits
 from dgprm.tree.model import Criterion, Node, RewardTree
+from dgprm.version import __version__
+
+#: Marks a page as written by ``dgprm report`` (only such a file is ever replaced).
+GENERATOR = "dgprm report"
 
 CSP = (
     "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
@@ -1258,7 +1262,7 @@ def render_report(
         main.append(_bench_section(bench))
         progress.advance("render", len(bench))
     main.append(_build_section(tree))
-    stamp = (generated or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    stamp = (generated or datetime.now(UTC)).isoformat(timespec="seconds")
     footer = el(
         "footer",
         None,
@@ -1293,6 +1297,7 @@ def render_report(
                 el("meta", {"charset": "utf-8"}),
                 el("meta", {"http-equiv": "Content-Security-Policy", "content": CSP}),
                 el("meta", {"name": "viewport", "content": "width=device-width, initial-scale=1"}),
+                el("meta", {"name": "generator", "content": GENERATOR}),
                 el("title", None, f"dgprm report: {tree_name}"),
                 el("style", None, Markup(_asset("report.css"))),
             ),

@@ -67,10 +67,12 @@ class ChildIndex:
 
 
 class CriterionIndex:
-    """Everything scoring needs from a tree: each criterion's text and parent, the parent
-    vectors (for the embedding pre-filter) and the children grouped by parent.
+    """Everything scoring needs from a tree: each criterion's text, parent and weight, the
+    parent vectors (for the embedding pre-filter) and the children grouped by parent.
 
-    Without a tree it holds only the critic criterion of the no-tree ablation.
+    Only selectable nodes are indexed: a node a person disabled (or merged into another),
+    and the children of a disabled parent, are never offered, matched or scored. Without a
+    tree it holds only the critic criterion of the no-tree ablation.
 
     Example:
         >>> CriterionIndex(None).texts == {CRITIC_ID: CRITIC_TEXT}
@@ -80,22 +82,26 @@ class CriterionIndex:
     def __init__(self, tree: RewardTree | None) -> None:
         self.texts: dict[str, str] = {CRITIC_ID: CRITIC_TEXT}
         self.parent_of: dict[str, str | None] = {CRITIC_ID: None}
+        self.weights: dict[str, float] = {CRITIC_ID: 1.0}
         self.parent_ids: list[str] = []
         self.parent_matrix = np.zeros((0, 0), dtype=np.float32)
         self.children = ChildIndex({}, {})
         if tree is None:
             return
-        by_id = {n.id: n for n in tree.nodes}
-        self.parent_ids = [p.id for p in tree.parents]
-        self.texts.update({n.id: n.text for n in tree.nodes})
-        self.parent_of.update({n.id: n.parent for n in tree.nodes})
-        rows = tree.node_vectors([n.id for n in tree.nodes])
-        vector_of = {n.id: rows[i] for i, n in enumerate(tree.nodes)}
+        selectable = tree.selectable_ids()
+        nodes = [n for n in tree.nodes if n.id in selectable]
+        by_id = {n.id: n for n in nodes}
+        self.parent_ids = [n.id for n in nodes if n.level == "parent"]
+        self.texts.update({n.id: n.text for n in nodes})
+        self.parent_of.update({n.id: n.parent for n in nodes})
+        self.weights.update({n.id: n.weight for n in nodes})
+        rows = tree.node_vectors([n.id for n in nodes])
+        vector_of = {n.id: rows[i] for i, n in enumerate(nodes)}
         if self.parent_ids:
             self.parent_matrix = np.stack([vector_of[p] for p in self.parent_ids])
         self.children = ChildIndex(
-            {p: list(by_id[p].children) for p in self.parent_ids},
-            {c.id: vector_of[c.id] for c in tree.children},
+            {p: [c for c in by_id[p].children if c in by_id] for p in self.parent_ids},
+            {n.id: vector_of[n.id] for n in nodes if n.level == "child"},
         )
 
     def listing(self, ids: list[str]) -> str:

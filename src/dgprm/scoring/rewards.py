@@ -53,14 +53,23 @@ class StepReward:
         return row
 
 
-def aggregate(vector: list[float], agg: str) -> float:
-    """Scalar step reward from a vector: ``mean`` or ``min``.
+def aggregate(vector: list[float], agg: str, weights: list[float] | None = None) -> float:
+    """Scalar step reward from a vector: ``mean``, ``min``, or ``weighted`` (the mean
+    weighted by each criterion's weight, which a person sets with ``dgprm tree apply``).
 
     Example:
         >>> aggregate([0.2, 0.8], "mean"), aggregate([0.2, 0.8], "min")
         (0.5, 0.2)
+        >>> aggregate([0.2, 0.8], "weighted", [3.0, 1.0])
+        0.35
     """
-    return float(min(vector)) if agg == "min" else float(np.mean(vector))
+    if agg == "min":
+        return float(min(vector))
+    if agg == "weighted":
+        if weights is None or len(weights) != len(vector):
+            raise ValueError("weighted aggregation needs one weight per score")
+        return float(np.dot(vector, weights) / np.sum(weights))
+    return float(np.mean(vector))
 
 
 SolutionAggregation = Literal["min", "last", "prod", "mean"]

@@ -58,6 +58,8 @@ class StepScorer:
                 raise InputError(f"mode {config.mode!r} needs a reward tree and an embedder")
             if not tree.parents:
                 raise InputError("the reward tree has no criteria (parents); rebuild it")
+            if not tree.selectable_ids() & {p.id for p in tree.parents}:
+                raise InputError("every parent of the reward tree is disabled; enable one")
             if tree.embedder != embedder.model_id:
                 raise InputError(
                     f"tree was built with embedder {tree.embedder!r} but {embedder.model_id!r} "
@@ -136,7 +138,8 @@ class StepScorer:
         scores = await self.stages.score(view, criteria)
         if isinstance(scores, LLMFailure):
             return StepReward(t, error=f"{scores.stage}: {scores.reason}")
-        reward = aggregate([c.score for c in scores], self.config.agg)
+        weights = [self.index.weights.get(c.id, 1.0) for c in scores]
+        reward = aggregate([c.score for c in scores], self.config.agg, weights)
         return StepReward(t, scores, round(reward, 6), reward > self.config.threshold)
 
     async def ascore(self, question: str, steps: list[str]) -> list[StepReward]:

@@ -121,6 +121,11 @@ async def _criteria_for(
     return criteria, failures
 
 
+def _text_by_person(node: Node) -> bool:
+    """Whether a person wrote or changed the node's text (``tree add`` keeps such texts)."""
+    return node.origin == "human" or any(e.get("op") == "text" for e in node.edits)
+
+
 def _next_id(prefix: str, nodes: list[Node]) -> int:
     numbers = [
         int(n.id[len(prefix) :])
@@ -213,13 +218,15 @@ async def extend_tree(
     changed_parents: set[str] = set()
 
     if new_vectors is not None and len(kept_new):
-        # --- children: BIRCH at ξ, existing clusters first -----------------------------
+        # --- children: BIRCH at ξ, existing clusters first ------------------------------
+        # (a child a person disabled or merged away takes no new criteria)
+        open_children = [c for c in children if c.active]
         child_features = Features(
-            np.array([len(c.members) for c in children], dtype=np.int64),
+            np.array([len(c.members) for c in open_children], dtype=np.int64),
             np.array(
-                [crit_vectors[[crit_row[m] for m in c.members]].sum(axis=0) for c in children],
+                [crit_vectors[[crit_row[m] for m in c.members]].sum(axis=0) for c in open_children],
                 dtype=np.float64,
-            ).reshape(len(children), dim),
+            ).reshape(len(open_children), dim),
         )
         labels, child_features = assign_clusters(child_features, new_vectors, config.xi)
         next_child = _next_id("c", nodes)
@@ -227,7 +234,7 @@ async def extend_tree(
         for criterion, label in zip(kept_new, labels, strict=True):
             node = _cluster_node(
                 int(label),
-                children,
+                open_children,
                 new_child_nodes,
                 lambda k: Node(id=f"c{next_child + k:04d}", level="child", text=""),
             )
@@ -240,22 +247,28 @@ async def extend_tree(
 
         # --- parents: children's directions clustered at parent_xi ----------------------
         directions = child_features.directions
-        child_row = {c.id: i for i, c in enumerate(children)}
+        child_row = {c.id: i for i, c in enumerate(open_children)}
+        open_parents = [p for p in parents if p.active and any(c in child_row for c in p.children)]
         parent_features = Features(
-            np.array([len(p.children) for p in parents], dtype=np.int64),
             np.array(
-                [directions[[child_row[c] for c in p.children]].sum(axis=0) for p in parents],
+                [sum(c in child_row for c in p.children) for p in open_parents], dtype=np.int64
+            ),
+            np.array(
+                [
+                    directions[[child_row[c] for c in p.children if c in child_row]].sum(axis=0)
+                    for p in open_parents
+                ],
                 dtype=np.float64,
-            ).reshape(len(parents), dim),
+            ).reshape(len(open_parents), dim),
         )
-        new_dirs = directions[len(children) :]
+        new_dirs = directions[len(open_children) :]
         parent_labels, _ = assign_clusters(parent_features, new_dirs, config.parent_xi)
         next_parent = _next_id("p", nodes)
         new_parent_nodes: list[Node] = []
         for child, label in zip(new_child_nodes, parent_labels, strict=True):
             parent = _cluster_node(
                 int(label),
-                parents,
+                open_parents,
                 new_parent_nodes,
                 lambda k: Node(id=f"p{next_parent + k:03d}", level="parent", text=""),
             )
@@ -271,7 +284,7 @@ async def extend_tree(
     # --- child texts: the most central member ------------------------------------------
     crit_by_id = {c.id: c for c in criteria}
     for child in children:
-        if child.id in touched_children:
+        if child.id in touched_children and not _text_by_person(child):
             member_vectors = crit_vectors[[crit_row[m] for m in child.members]]
             child.text = crit_by_id[child.members[central_member(member_vectors)]].text
     for parent in parents:
@@ -282,7 +295,7 @@ async def extend_tree(
         parent.members = [m for c in parent.children for m in by_id[c].members]
 
     # --- summarizer: one call per changed parent with ≥ 2 children ---------------------
-    to_summarize = [p for p in parents if p.id in changed_parents]
+    to_summarize = [p for p in parents if p.id in changed_parents and not _text_by_person(p)]
     progress.start("summarize", len(to_summarize))
     summary_failures: list[LLMFailure] = []
 
@@ -305,16 +318,27 @@ async def extend_tree(
     await asyncio.gather(*(summarize(p) for p in to_summarize))
 
     # --- vectors: node rows then kept-criterion rows -----------------------------------
+    # A node this run did not change keeps its row (so does one whose text a person
+    # wrote: its row embeds that text); a changed child is its members' centroid, a
+    # changed parent the mean direction of its active children.
+    old_row = {n.id: tree.vectors[i] for i, n in enumerate(tree.nodes)}
+    changed = touched_children | changed_parents
     node_rows = np.zeros((len(nodes), dim), dtype=np.float32)
     child_dir: dict[str, np.ndarray] = {}
     for i, node in enumerate(nodes):
         if node.level == "child":
-            centroid = crit_vectors[[crit_row[m] for m in node.members]].mean(axis=0)
-            node_rows[i] = centroid
-            child_dir[node.id] = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
+            if node.id in old_row and (node.id not in changed or _text_by_person(node)):
+                node_rows[i] = old_row[node.id]
+            else:
+                node_rows[i] = crit_vectors[[crit_row[m] for m in node.members]].mean(axis=0)
+            child_dir[node.id] = node_rows[i] / max(float(np.linalg.norm(node_rows[i])), 1e-12)
     for i, node in enumerate(nodes):
         if node.level == "parent":
-            node_rows[i] = np.mean([child_dir[c] for c in node.children], axis=0)
+            if node.id in old_row and (node.id not in changed or _text_by_person(node)):
+                node_rows[i] = old_row[node.id]
+            else:
+                members = [c for c in node.children if by_id[c].active] or node.children
+                node_rows[i] = np.mean([child_dir[c] for c in members], axis=0)
 
     run_ledger = client.ledger.since(ledger_before)
     report.ledger = run_ledger

@@ -61,7 +61,7 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,10 @@ import numpy as np
 import yaml
 
 from dgprm.embed import Embedder
+from dgprm.errors import InputError
+from dgprm.files import atomic_path, check_not_an_input, check_output_dir
 from dgprm.progress import counted
-from dgprm.records import DEFAULT_MAX_CHARS, InputError, atomic_path
+from dgprm.records import DEFAULT_MAX_CHARS
 from dgprm.tree.model import Criterion, Node, RewardTree
 
 EDITS_FORMAT = 1
@@ -182,7 +184,17 @@ def describe_edits(node: Node) -> str:
 
 
 def write_export(tree_dir: str | Path, out: str | Path) -> Path:
-    """Load the tree at ``tree_dir`` and write :func:`export_yaml` to ``out`` (atomically)."""
+    """Load the tree at ``tree_dir`` and write :func:`export_yaml` to ``out`` (atomically).
+    An existing file that is not such an export, or an input, is refused."""
+    check_not_an_input(out, [tree_dir])
+    existing = Path(out)
+    if existing.exists() and (
+        not existing.is_file() or "\nparents:" not in existing.read_text(errors="replace")
+    ):
+        raise InputError(
+            f"{out}: exists and is not a dgprm tree export; dgprm does not replace a file it "
+            "did not write (choose another -o)"
+        )
     text = export_yaml(RewardTree.load(tree_dir))
     with atomic_path(out) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -736,7 +748,7 @@ def apply_edits(
         ]
     ).astype(np.float32)
     manifest = copy.deepcopy(tree.manifest)
-    stamp = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    stamp = (now or datetime.now(UTC)).isoformat(timespec="seconds")
     manifest["edits"] = [
         *manifest.get("edits", []),
         {
@@ -766,6 +778,8 @@ def apply_edits_file(
     the tree's own (``manifest["embedder_spec"]``) is made when a text needs embedding.
     On any error nothing is written.
     """
+    if out is not None:
+        check_output_dir(out, "manifest.json", "reward tree", [edits_path])
     tree = RewardTree.load(tree_dir)
     if embedder is None:
 
