@@ -79,6 +79,11 @@ class RuntimeConfig(StageConfig):
         "'openai:BASE_URL#MODEL'. Default: the tree's own (minilm for a new tree).",
     )
     concurrency: int = Field(4, ge=1, description="LLM calls in flight at once.")
+    timeout: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds one request to a model server may take (chat and embeddings).",
+    )
     cache: str | None = Field(
         None, description="SQLite response cache (default $DGPRM_CACHE or ~/.cache/dgprm)."
     )
@@ -159,6 +164,11 @@ class TrainConfig(StageConfig):
     seed: int = Field(0, description="Training seed.")
     save_steps: int = Field(
         200, ge=0, description="Checkpoint every N steps (the latest is kept; 0: never)."
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="Training precision. auto: bf16 where the device computes it natively "
+        "(CUDA with bf16, a CPU with AVX512-BF16/AMX), fp16 on other CUDA GPUs, else fp32.",
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ def iter_prmbench(path: str | Path) -> Iterator[dict[str, Any]]:
             for key in PRMBENCH_REQUIRED:
                 if key not in record:
                     raise InputError(f"{file}:{number}: field '{key}': missing")
-            if not isinstance(record["modified_process"], list) or not record["modified_process"]:
+            if benchmark_steps(record["modified_process"]) is None:
                 raise InputError(f"{file}:{number}: field 'modified_process': not a step list")
             record["_where"] = f"{file}:{number}"
             yield record
@@ -93,27 +94,69 @@ def prmbench_items(
             yield item_id, record
 
 
+#: What the judge is shown in place of a step that is empty in benchmark data (PRMBench has
+#: a few): the step count must stay aligned with the gold labels, and no step is skipped.
+EMPTY_STEP = "(empty step)"
+
+
+class Converted(list):  # type: ignore[type-arg]
+    """Converted records, and how many source records were skipped, by reason."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: Counter[str] = Counter()
+
+
+def benchmark_steps(value: Any) -> list[str] | None:
+    """The steps of a benchmark solution with empty ones shown as :data:`EMPTY_STEP`, or
+    ``None`` when ``value`` is not a non-empty list of strings.
+
+    Example:
+        >>> benchmark_steps(["a", " ", "b"]), benchmark_steps([None]), benchmark_steps([])
+        (['a', '(empty step)', 'b'], None, None)
+    """
+    if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):
+        return None
+    return [s if s.strip() else EMPTY_STEP for s in value]
+
+
 def prmbench_pairs(
     path: str | Path, *, fold: int | None = None, folds: int = 2, limit: int | None = None
-) -> list[dict[str, Any]]:
+) -> Converted:
     """Preference pairs (original = chosen, modified = rejected) from PRMBench records.
 
     Records without error steps (``multi_solutions``) or whose two processes are
-    identical give no pair. ``fold`` keeps only records whose question hashes
-    into that fold.
+    identical give no pair. Empty steps are left out of a pair (the judge compares whole
+    solutions); a record whose ``original_process`` or ``modified_process`` is not a list
+    of steps, or has no non-empty step, is skipped and counted in ``.skipped``. ``fold``
+    keeps only records whose question hashes into that fold.
     """
-    pairs = (
-        {
-            "id": item_id,
-            "question": fold_key(record),
-            "chosen": record["original_process"],
-            "rejected": record["modified_process"],
-            "domain": "math",
-        }
-        for item_id, record in prmbench_items(path, fold=fold, folds=folds)
-        if record["error_steps"] and record["original_process"] != record["modified_process"]
-    )
-    return list(itertools.islice(pairs, limit))
+    pairs = Converted()
+    for item_id, record in prmbench_items(path, fold=fold, folds=folds):
+        if limit is not None and len(pairs) >= limit:
+            break
+        if not record["error_steps"]:
+            continue
+        sides = [benchmark_steps(record[k]) for k in ("original_process", "modified_process")]
+        if any(side is None for side in sides):
+            pairs.skipped["a process is not a list of steps"] += 1
+            continue
+        chosen, rejected = ([s for s in side if s != EMPTY_STEP] for side in sides)  # type: ignore[union-attr]
+        if not chosen or not rejected:
+            pairs.skipped["every step of a process is empty"] += 1
+            continue
+        if chosen == rejected:
+            continue
+        pairs.append(
+            {
+                "id": item_id,
+                "question": fold_key(record),
+                "chosen": chosen,
+                "rejected": rejected,
+                "domain": "math",
+            }
+        )
+    return pairs
 
 
 def prmbench_gold_labels(record: dict[str, Any]) -> list[bool]:
@@ -138,7 +181,7 @@ def prmbench_trajectories(
         {
             "id": item_id,
             "question": prmbench_question(record),
-            "steps": record["modified_process"],
+            "steps": benchmark_steps(record["modified_process"]),
             "gold_labels": prmbench_gold_labels(record),
         }
         for item_id, record in prmbench_items(path, fold=fold, folds=folds)

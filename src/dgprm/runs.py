@@ -258,7 +258,9 @@ async def run_resumable(
             stats.done += 1
             progress.advance(stage)
 
-        await for_each_bounded(todo, one, concurrency)
-    for client, snapshot in zip(unique, before, strict=True):
-        stats.ledger.add(client.ledger.since(snapshot))
-    stats.wall_seconds = time.perf_counter() - started
+        try:
+            await for_each_bounded(todo, one, concurrency)
+        finally:  # an interrupted run's usage is counted too
+            for client, snapshot in zip(unique, before, strict=True):
+                stats.ledger.add(client.ledger.since(snapshot))
+            stats.wall_seconds = time.perf_counter() - started

@@ -179,6 +179,39 @@ def _finished_run(out: Path, run: dict[str, Any]) -> dict[str, Any] | None:
     return {**log["summary"], "already_trained": True}
 
 
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU computes bf16 matrix products natively (AVX512-BF16 or AMX-BF16).
+
+    Without them torch runs bf16 matmuls in a slow single-threaded fallback: one SmolLM2
+    LoRA step took 571 s instead of about 20 s in fp32 on an AVX2 machine.
+
+    Example:
+        >>> cpu_has_native_bf16("flags : fpu avx2 fma"), cpu_has_native_bf16("flags : avx512_bf16")
+        (False, True)
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return False
+    flags = set(cpuinfo.replace(":", " ").split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(choice: str) -> str:
+    """``fp32``, ``bf16`` or ``fp16`` for ``choice`` (``auto`` = what the device runs fast,
+    see :class:`~dgprm.config.TrainConfig`)."""
+    import torch
+
+    if choice == "fp16" and not torch.cuda.is_available():
+        raise InputError("--precision fp16 needs a CUDA GPU; use fp32 (or bf16) on the CPU")
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
 def train_dpo(
     pairs: str | Path,
     model_spec: str,
@@ -230,6 +263,7 @@ def train_dpo(
             target_modules="all-linear",
             task_type="CAUSAL_LM",
         )
+    precision = resolve_precision(options.precision)
     config = DPOConfig(
         output_dir=str(staging / "checkpoints"),
         beta=options.beta,
@@ -245,6 +279,8 @@ def train_dpo(
         report_to="none",
         seed=options.seed,
         use_cpu=not torch.cuda.is_available(),
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         dataset_num_proc=None,
         **_no_checkpointing(DPOConfig),
     )
@@ -267,6 +303,7 @@ def train_dpo(
         "lora": options.lora,
         "options": options.model_dump(),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "precision": precision,
         "steps": trainer.state.global_step,
         "resumed_from_step": int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None,
         "first_loss": log[0]["loss"] if log else math.nan,

@@ -138,7 +138,9 @@ def method_judges(
     check_method(method, trees)
     if method == "critic":
         return [CriticJudge(client, seed=runtime.seed, temperature=runtime.temperature)]
-    embedder = make_embedder(tree_embedder_spec(trees[0], runtime.embedder))
+    embedder = make_embedder(
+        tree_embedder_spec(trees[0], runtime.embedder), timeout=runtime.timeout
+    )
     return [
         DgprmJudge(
             StepScorer(

@@ -155,8 +155,9 @@ def prmbench_results(
     """Official PRMBench numbers for ``predictions`` over ``items``.
 
     Invalid predictions are dropped (not counted wrong); ``valid_rate`` is the
-    share of predictions that are valid. Predictions for unknown ids are
-    ignored and counted in ``unknown_ids``. Categories with no valid
+    share of predictions that are valid. A prediction whose label list does not have one
+    label per step of its item is invalid too (counted in ``wrong_length``). Predictions
+    for unknown ids are ignored and counted in ``unknown_ids``. Categories with no valid
     prediction are absent from the result (and from the group means).
 
     Example:
@@ -168,7 +169,7 @@ def prmbench_results(
     per_class: dict[str, Counts] = {}
     overall = Counts()
     seen: set[str] = set()
-    total = valid = unknown = 0
+    total = valid = unknown = wrong_length = 0
     for p in predictions:
         item = items.get(p.id)
         if item is None:
@@ -179,6 +180,11 @@ def prmbench_results(
         seen.add(p.id)
         total += 1
         if not p.valid:
+            continue
+        if len(p.labels) != item.steps or (
+            p.redundancy_labels is not None and len(p.redundancy_labels) != item.steps
+        ):
+            wrong_length += 1
             continue
         valid += 1
         c = item_counts(p.labels, item.error_steps, p.redundancy_labels, item.classification)
@@ -193,6 +199,7 @@ def prmbench_results(
         "predictions": total,
         "valid": valid,
         "unknown_ids": unknown,
+        "wrong_length": wrong_length,
         "items": sum(i.classification != CORRECT for i in items.values()),
     }
     for name, counts in per_class.items():

@@ -36,7 +36,14 @@ from dgprm.bench.rundir import (
     start_run,
 )
 from dgprm.config import RuntimeConfig, ScoringConfig
-from dgprm.data import fold_key, prmbench_items, prmbench_question, question_fold
+from dgprm.data import (
+    EMPTY_STEP,
+    benchmark_steps,
+    fold_key,
+    prmbench_items,
+    prmbench_question,
+    question_fold,
+)
 from dgprm.errors import InputError
 from dgprm.files import file_sha256, write_json
 from dgprm.llm.client import LLMClient
@@ -303,6 +310,7 @@ class PrmbenchRun:
     rows: list[tuple[str, list[float | None]]]
     label: str
     report: RunReport | None = None
+    empty_steps: int = 0  # steps empty in the data, shown to the judge as EMPTY_STEP
 
 
 def _finish(
@@ -331,6 +339,17 @@ def evaluate_predictions(
     records = prmbench_records(source)
     if not predictions.is_file():
         raise InputError(f"{predictions}: no such file")
+    given = list(read_predictions(predictions))  # every line is checked before run.json
+    if not given:
+        raise InputError(f"{predictions}: no predictions")
+    items = metric_items(records)
+    unknown = [p.id for p in given if p.id not in items]
+    if unknown:
+        raise InputError(
+            f"{predictions}: {len(unknown)} of {len(given)} prediction ids are not in the data "
+            f"{source.records} (first: {unknown[0]!r}); pass --data with the data they were "
+            "made on"
+        )
     start_run(
         out,
         {
@@ -339,7 +358,7 @@ def evaluate_predictions(
             "data": str(source.records),
         },
     )
-    return _finish(out, predictions, metric_items(records), source, predictions.stem)
+    return _finish(out, predictions, items, source, predictions.stem)
 
 
 async def arun(
@@ -384,6 +403,7 @@ async def arun(
         if loaded
         else {}
     )
+    steps = {i: benchmark_steps(r["modified_process"]) or [] for i, r in selected}
     report, model_id = await judge_method(
         out,
         method=method,
@@ -400,8 +420,7 @@ async def arun(
             "fold": fold,
         },
         make_tasks=lambda judges: [
-            Task(i, prmbench_question(r), r["modified_process"], judges[which.get(i, 0)])
-            for i, r in selected
+            Task(i, prmbench_question(r), steps[i], judges[which.get(i, 0)]) for i, r in selected
         ],
         key="idx",
         to_record=lambda task, j: prediction_record(task.id, j),
@@ -411,6 +430,7 @@ async def arun(
     label = f"dgprm-{method} ({model_label(model_id)})"
     result = _finish(out, out / PREDICTIONS, metric_items(selected), source, label)
     result.report = report
+    result.empty_steps = sum(s == EMPTY_STEP for ss in steps.values() for s in ss)
     return result
 
 

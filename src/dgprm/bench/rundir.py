@@ -87,8 +87,11 @@ def start_run(run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
     return run
 
 
-def record_invocation(run_dir: Path, run: dict[str, Any], report: RunReport) -> None:
-    """Append this invocation's usage to ``run.json`` (atomically)."""
+def record_invocation(
+    run_dir: Path, run: dict[str, Any], report: RunReport, *, interrupted: bool = False
+) -> None:
+    """Append this invocation's usage to ``run.json`` (atomically), also for an
+    interrupted invocation (marked so)."""
     run["invocations"].append(
         {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -96,6 +99,7 @@ def record_invocation(run_dir: Path, run: dict[str, Any], report: RunReport) -> 
             "invalid": report.invalid,
             "wall_seconds": round(report.wall_seconds, 3),
             "usage": report.ledger.to_dict(),
+            **({"interrupted": True} if interrupted else {}),
         }
     )
     total = Ledger()
@@ -115,10 +119,12 @@ async def judge_all(
     concurrency: int = 4,
     progress: Progress | None = None,
     retry_errors: bool = False,
+    report: RunReport | None = None,
 ) -> RunReport:
     """Judge every task not yet in ``out`` (its ``key`` field) and append its record;
-    with ``retry_errors``, the tasks whose record has an error are judged again."""
-    report = RunReport()
+    with ``retry_errors``, the tasks whose record has an error are judged again. The
+    counts go to ``report`` (a new one by default), also when the run is interrupted."""
+    report = report if report is not None else RunReport()
 
     async def one(task: Task) -> dict[str, Any]:
         judgement = await task.judge.judge(task.question, task.steps)
@@ -207,17 +213,23 @@ async def judge_method(
         run = start_run(
             out, method_config(method, trees, tree_paths, scoring, runtime, client, **selection)
         )
-        report = await judge_all(
-            make_tasks(judges),
-            out / PREDICTIONS,
-            key=key,
-            to_record=to_record,
-            client=client,
-            concurrency=runtime.concurrency,
-            progress=progress,
-            retry_errors=retry_errors,
-        )
-        record_invocation(out, run, report)
+        report = RunReport()
+        finished = False
+        try:
+            await judge_all(
+                make_tasks(judges),
+                out / PREDICTIONS,
+                key=key,
+                to_record=to_record,
+                client=client,
+                concurrency=runtime.concurrency,
+                progress=progress,
+                retry_errors=retry_errors,
+                report=report,
+            )
+            finished = True
+        finally:
+            record_invocation(out, run, report, interrupted=not finished)
     finally:
         if own:
             await client.aclose()

@@ -18,6 +18,7 @@ from dgprm.cli.common import (
     LimitOpt,
     LlmOpt,
     RetryErrorsOpt,
+    TimeoutOpt,
     console,
     load_settings,
     print_summary,
@@ -105,6 +106,7 @@ def prmbench(
     embedder: EmbedderOpt = None,
     concurrency: ConcurrencyOpt = None,
     cache: CacheOpt = None,
+    timeout: TimeoutOpt = None,
     retry_errors: RetryErrorsOpt = False,
 ) -> None:
     """PRMBench with the official metric; results beside the published leaderboard.
@@ -127,7 +129,9 @@ def prmbench(
         return
     settings = load_settings(
         config,
-        runtime=runtime_overrides(llm=llm, embedder=embedder, concurrency=concurrency, cache=cache),
+        runtime=runtime_overrides(
+            llm=llm, embedder=embedder, concurrency=concurrency, cache=cache, timeout=timeout
+        ),
         scoring={"merge_r_phi": merge_r_phi or None, "threshold": threshold},
     )
     result = with_progress(
@@ -147,7 +151,11 @@ def prmbench(
         )
     )
     assert result.report is not None
-    print_summary(f"bench prmbench ({method})", result.report.rows())
+    empty = [("steps empty in the data", f"{result.empty_steps} (shown as '(empty step)')")]
+    print_summary(
+        f"bench prmbench ({method})",
+        [*result.report.rows(), *(empty if result.empty_steps else [])],
+    )
     _print_prmbench(result)
 
 
@@ -172,6 +180,7 @@ def processbench(
     embedder: EmbedderOpt = None,
     concurrency: ConcurrencyOpt = None,
     cache: CacheOpt = None,
+    timeout: TimeoutOpt = None,
     retry_errors: RetryErrorsOpt = False,
 ) -> None:
     """ProcessBench with its official metric: F1 of finding the first wrong step.
@@ -183,7 +192,9 @@ def processbench(
 
     settings = load_settings(
         config,
-        runtime=runtime_overrides(llm=llm, embedder=embedder, concurrency=concurrency, cache=cache),
+        runtime=runtime_overrides(
+            llm=llm, embedder=embedder, concurrency=concurrency, cache=cache, timeout=timeout
+        ),
         scoring={"merge_r_phi": merge_r_phi or None, "threshold": threshold},
     )
     result = with_progress(

@@ -76,6 +76,7 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings 
 LlmOpt = Annotated[str | None, option(RuntimeConfig, "llm", "--llm")]
 EmbedderOpt = Annotated[str | None, option(RuntimeConfig, "embedder", "--embedder")]
 ConcurrencyOpt = Annotated[int | None, option(RuntimeConfig, "concurrency", "--concurrency")]
+TimeoutOpt = Annotated[float | None, option(RuntimeConfig, "timeout", "--timeout")]
 CacheOpt = Annotated[str | None, option(RuntimeConfig, "cache", "--cache")]
 MaxCharsOpt = Annotated[int | None, option(RuntimeConfig, "max_chars", "--max-chars")]
 TruncateOpt = Annotated[
@@ -102,6 +103,7 @@ def runtime_overrides(
     embedder: str | None = None,
     concurrency: int | None = None,
     cache: str | None = None,
+    timeout: float | None = None,
     max_chars: int | None = None,
     truncate: bool = False,
 ) -> dict[str, Any]:
@@ -111,6 +113,7 @@ def runtime_overrides(
         "embedder": embedder,
         "concurrency": concurrency,
         "cache": cache,
+        "timeout": timeout,
         "max_chars": max_chars,
         "on_long": "truncate" if truncate else None,
     }

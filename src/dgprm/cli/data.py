@@ -35,8 +35,10 @@ def prmbench_pairs(
     from dgprm.files import PREFERENCE_PAIRS, check_output_file, write_jsonl
 
     check_output_file(out, PREFERENCE_PAIRS, [source])
-    count = write_jsonl(out, convert(source, fold=fold, folds=folds, limit=limit))
-    console.print(f"wrote {count} pairs to {out}")
+    pairs = convert(source, fold=fold, folds=folds, limit=limit)
+    count = write_jsonl(out, pairs)
+    skipped = "".join(f"; skipped {n}: {why}" for why, n in sorted(pairs.skipped.items()))
+    console.print(f"wrote {count} pairs to {out}{skipped}")
 
 
 @app.command("prmbench-trajectories")

@@ -15,6 +15,7 @@ from dgprm.cli.common import (
     LimitOpt,
     LlmOpt,
     RetryErrorsOpt,
+    TimeoutOpt,
     flag,
     load_settings,
     option,
@@ -53,6 +54,7 @@ def pairs(
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = None,
     cache: CacheOpt = None,
+    timeout: TimeoutOpt = None,
     retry_errors: RetryErrorsOpt = False,
 ) -> None:
     """Pareto preference pairs for DPO from scored candidate next steps.
@@ -68,7 +70,9 @@ def pairs(
 
     settings = load_settings(
         config,
-        runtime=runtime_overrides(llm=llm, embedder=embedder, concurrency=concurrency, cache=cache),
+        runtime=runtime_overrides(
+            llm=llm, embedder=embedder, concurrency=concurrency, cache=cache, timeout=timeout
+        ),
         scoring={"merge_r_phi": merge_r_phi or None},
         pairs={
             "n": n,

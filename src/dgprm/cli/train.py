@@ -29,6 +29,7 @@ def train(
     max_length: Annotated[int | None, option(TrainConfig, "max_length", "--max-length")] = None,
     seed: Annotated[int | None, option(TrainConfig, "seed", "--seed")] = None,
     save_steps: Annotated[int | None, option(TrainConfig, "save_steps", "--save-steps")] = None,
+    precision: Annotated[str | None, option(TrainConfig, "precision", "--precision")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Step-wise DPO on preference pairs with TRL's DPOTrainer (CPU or CUDA, offline).
@@ -51,6 +52,7 @@ def train(
             "max_length": max_length,
             "seed": seed,
             "save_steps": save_steps,
+            "precision": precision,
         },
     )
     summary = train_dpo(pairs_file, model, out, settings.train)

@@ -17,6 +17,7 @@ from dgprm.cli.common import (
     LimitOpt,
     LlmOpt,
     MaxCharsOpt,
+    TimeoutOpt,
     TruncateOpt,
     console,
     load_settings,
@@ -49,6 +50,7 @@ def build(
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = None,
     cache: CacheOpt = None,
+    timeout: TimeoutOpt = None,
     max_chars: MaxCharsOpt = None,
     truncate: TruncateOpt = False,
 ) -> None:
@@ -66,6 +68,7 @@ def build(
             embedder=embedder,
             concurrency=concurrency,
             cache=cache,
+            timeout=timeout,
             max_chars=max_chars,
             truncate=truncate,
         ),
@@ -93,6 +96,7 @@ def add(
     limit: LimitOpt = None,
     concurrency: ConcurrencyOpt = None,
     cache: CacheOpt = None,
+    timeout: TimeoutOpt = None,
     max_chars: MaxCharsOpt = None,
     truncate: TruncateOpt = False,
 ) -> None:
@@ -106,7 +110,12 @@ def add(
     settings = load_settings(
         config,
         runtime=runtime_overrides(
-            llm=llm, concurrency=concurrency, cache=cache, max_chars=max_chars, truncate=truncate
+            llm=llm,
+            concurrency=concurrency,
+            cache=cache,
+            timeout=timeout,
+            max_chars=max_chars,
+            truncate=truncate,
         ),
     )
     _, report = with_progress(

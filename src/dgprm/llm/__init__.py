@@ -57,8 +57,9 @@ def parse_remote_spec(spec: str, scheme: str = "openai") -> tuple[str, str]:
     return base_url, model
 
 
-def make_backend(spec: str) -> ChatBackend:
-    """Build the chat backend named by ``spec`` (see the module docstring)."""
+def make_backend(spec: str, *, timeout: float = 120.0) -> ChatBackend:
+    """Build the chat backend named by ``spec`` (see the module docstring); ``timeout`` is
+    the request timeout of a server backend."""
     if spec == "embedded":
         from dgprm.llm.embedded import EmbeddedBackend
 
@@ -70,7 +71,7 @@ def make_backend(spec: str) -> ChatBackend:
     if spec.startswith("openai:"):
         from dgprm.llm.openai import OpenAIBackend
 
-        return OpenAIBackend(*parse_remote_spec(spec))
+        return OpenAIBackend(*parse_remote_spec(spec), timeout=timeout)
     raise ValueError(
         f"unknown LLM spec {spec!r}: use 'embedded', 'gguf:PATH' or 'openai:BASE_URL#MODEL'"
     )
@@ -89,7 +90,7 @@ def make_client(runtime: RuntimeConfig | str = "embedded") -> LLMClient:
     if isinstance(runtime, str):
         runtime = RuntimeConfig(llm=runtime)
     return LLMClient(
-        make_backend(runtime.llm),
+        make_backend(runtime.llm, timeout=runtime.timeout),
         cache=ResponseCache(runtime.cache_path),
         concurrency=runtime.concurrency,
     )

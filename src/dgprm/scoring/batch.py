@@ -45,15 +45,19 @@ class ScoreReport(RunStats):
 
 
 def trajectory_record(
-    trajectory_id: str, rewards: list[StepReward], usage: Ledger
+    trajectory: Trajectory, rewards: list[StepReward], usage: Ledger
 ) -> dict[str, Any]:
-    """One output line: per-step criteria, vector, reward, label; usage; error records."""
-    return {
-        "id": trajectory_id,
+    """One output line: per-step criteria, vector, reward, label; usage; error records; the
+    trajectory's gold step labels when it has them."""
+    row: dict[str, Any] = {
+        "id": trajectory.id,
         "steps": [r.to_dict() for r in rewards],
         "usage": usage.to_dict(),
         "errors": [{"step": r.index, "reason": r.error} for r in rewards if r.error],
     }
+    if trajectory.gold_labels is not None:
+        row["gold_labels"] = trajectory.gold_labels
+    return row
 
 
 async def score_many(
@@ -74,7 +78,7 @@ async def score_many(
             rewards = await scorer.ascore(trajectory.question, trajectory.steps)
         report.steps += len(rewards)
         report.failed_steps += sum(r.error is not None for r in rewards)
-        return trajectory_record(trajectory.id, rewards, usage)
+        return trajectory_record(trajectory, rewards, usage)
 
     await run_resumable(
         trajectories,

@@ -104,7 +104,9 @@ class StepScorer:
         if loaded is None:
             embedder = None
         elif isinstance(embedder, str) or embedder is None:
-            embedder = make_embedder(tree_embedder_spec(loaded, embedder or runtime.embedder))
+            embedder = make_embedder(
+                tree_embedder_spec(loaded, embedder or runtime.embedder), timeout=runtime.timeout
+            )
         return cls(
             loaded,
             client,

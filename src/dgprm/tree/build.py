@@ -417,7 +417,7 @@ async def _extend_with(
             tree,
             items,
             client=client,
-            embedder=embedder or make_embedder(spec),
+            embedder=embedder or make_embedder(spec, timeout=runtime.timeout),
             config=config,
             runtime=runtime.replace(embedder=spec),
             progress=progress,

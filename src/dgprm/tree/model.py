@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dgprm.errors import InputError
-from dgprm.files import file_sha256
+from dgprm.files import file_sha256, user_mode
 
 TREE_FORMAT = 1
 FILES = ("tree.json", "embeddings.npy", "manifest.json")
@@ -225,6 +226,7 @@ class RewardTree:
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        tmp.chmod(user_mode(directory=True))
         try:
             tree_json = json.dumps(
                 {
@@ -272,26 +274,44 @@ class RewardTree:
                 raise TreeError(f"{directory}: missing {name}")
         try:
             manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:
             raise TreeError(f"{directory / 'manifest.json'}: unreadable: {exc}") from None
-        for name, digest in manifest.get("files", {}).items():
+        files = manifest.get("files") if isinstance(manifest, dict) else None
+        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+            raise TreeError(
+                f"{directory / 'manifest.json'}: not a tree manifest (no checksums of the files)"
+            )
+        for name, digest in files.items():
             if file_sha256(directory / name) != digest:
                 raise TreeError(f"{directory / name}: checksum mismatch (truncated or modified)")
         if set(manifest.get("files", {})) != set(FILES[:2]):
             raise TreeError(f"{directory / 'manifest.json'}: no checksums for the tree files")
         try:
-            data = json.loads((directory / "tree.json").read_text(encoding="utf-8"))
-            nodes = [Node(**{k: v for k, v in n.items() if k != "counts"}) for n in data["nodes"]]
-            criteria = [Criterion(**c) for c in data["criteria"]]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise TreeError(f"{directory / 'tree.json'}: invalid: {exc}") from None
+            data = _TreeFile.model_validate_json((directory / "tree.json").read_bytes())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(file)"
+            raise TreeError(f"{directory / 'tree.json'}: field '{where}': {first['msg']}") from None
         try:
             vectors = np.load(directory / "embeddings.npy", allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise TreeError(f"{directory / 'embeddings.npy'}: unreadable: {exc}") from None
-        tree = cls(nodes, criteria, vectors, manifest, data.get("errors", []))
+        except (ValueError, OSError, EOFError) as exc:
+            reason = exc or "empty file"
+            raise TreeError(f"{directory / 'embeddings.npy'}: unreadable: {reason}") from None
+        tree = cls(data.nodes, data.criteria, vectors, manifest, data.errors)
         tree.check()
         return tree
+
+
+class _TreeFile(BaseModel):
+    """``tree.json`` as read: every field of every node and criterion of its exact JSON type
+    (strict: ``"kept": "yes"`` is refused, not read as true)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    format: int = TREE_FORMAT
+    nodes: list[Node]
+    criteria: list[Criterion]
+    errors: list[dict[str, Any]] = Field(default_factory=list)
 
 
 def tree_embedder_spec(tree: RewardTree | None, explicit: str | None = None) -> str:
