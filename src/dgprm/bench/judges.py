@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 from pydantic import Field, create_model
 
 from dgprm.config import RuntimeConfig, ScoringConfig
-from dgprm.embed import make_embedder
+from dgprm.embed import Embedder, make_embedder
 from dgprm.errors import InputError
 from dgprm.llm.base import LLMFailure
 from dgprm.llm.client import LLMClient
@@ -133,12 +133,14 @@ def method_judges(
     client: LLMClient,
     scoring: ScoringConfig,
     runtime: RuntimeConfig,
+    embedder: Embedder | None = None,
 ) -> list[StepJudge]:
-    """The judge(s) for ``method``: one per tree for dgprm, one critic otherwise."""
+    """The judge(s) for ``method``: one per tree for dgprm, one critic otherwise. The
+    embedder is the trees' own unless one is given."""
     check_method(method, trees)
     if method == "critic":
         return [CriticJudge(client, seed=runtime.seed, temperature=runtime.temperature)]
-    embedder = make_embedder(
+    embedder = embedder or make_embedder(
         tree_embedder_spec(trees[0], runtime.embedder), timeout=runtime.timeout
     )
     return [

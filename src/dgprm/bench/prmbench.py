@@ -44,6 +44,7 @@ from dgprm.data import (
     prmbench_question,
     question_fold,
 )
+from dgprm.embed import Embedder
 from dgprm.errors import InputError
 from dgprm.files import file_sha256, write_json
 from dgprm.llm.client import LLMClient
@@ -374,6 +375,7 @@ async def arun(
     scoring: ScoringConfig | None = None,
     runtime: RuntimeConfig | None = None,
     client: LLMClient | None = None,
+    embedder: Embedder | None = None,
     retry_errors: bool = False,
     progress: Progress | None = None,
 ) -> PrmbenchRun:
@@ -412,6 +414,7 @@ async def arun(
         scoring=scoring,
         runtime=runtime,
         client=client,
+        embedder=embedder,
         selection={
             "data": str(source.records),
             "subset400": subset400,

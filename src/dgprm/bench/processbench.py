@@ -19,6 +19,7 @@ from dgprm.bench.metrics import first_error, processbench_results
 from dgprm.bench.rundir import PREDICTIONS, RunReport, Task, check_run_dir, judge_method
 from dgprm.config import RuntimeConfig, ScoringConfig
 from dgprm.data import processbench_items
+from dgprm.embed import Embedder
 from dgprm.errors import InputError
 from dgprm.files import write_json
 from dgprm.llm.client import LLMClient
@@ -100,6 +101,7 @@ async def arun(
     scoring: ScoringConfig | None = None,
     runtime: RuntimeConfig | None = None,
     client: LLMClient | None = None,
+    embedder: Embedder | None = None,
     retry_errors: bool = False,
     progress: Progress | None = None,
 ) -> ProcessbenchRun:
@@ -124,6 +126,7 @@ async def arun(
         scoring=scoring,
         runtime=runtime,
         client=client,
+        embedder=embedder,
         selection={"data": {s: str(f) for s, f in files.items()}, "limit": limit},
         make_tasks=lambda judges: [
             Task(i["id"], i["problem"], i["steps"], judges[0])

@@ -17,6 +17,7 @@ from typing import Any
 
 from dgprm.bench.judges import Judgement, StepJudge, method_judges, method_prompts
 from dgprm.config import RuntimeConfig, ScoringConfig
+from dgprm.embed import Embedder
 from dgprm.errors import InputError
 from dgprm.files import check_output_dir, write_json
 from dgprm.llm import make_client
@@ -192,6 +193,7 @@ async def judge_method(
     scoring: ScoringConfig,
     runtime: RuntimeConfig,
     client: LLMClient | None,
+    embedder: Embedder | None = None,
     selection: dict[str, Any],
     make_tasks: Callable[[list[StepJudge]], list[Task]],
     key: str,
@@ -209,7 +211,7 @@ async def judge_method(
     own = client is None
     client = client or make_client(runtime)
     try:
-        judges = method_judges(method, trees, client, scoring, runtime)
+        judges = method_judges(method, trees, client, scoring, runtime, embedder)
         run = start_run(
             out, method_config(method, trees, tree_paths, scoring, runtime, client, **selection)
         )
