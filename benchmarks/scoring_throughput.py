@@ -5,8 +5,12 @@ The stub listens on 127.0.0.1 only, answers every chat request with a minimal
 instance of the request's JSON schema after a fixed delay, and stops with the
 script. Ideal time = LLM calls × delay ÷ concurrency.
 
+The tree's vectors and the aspects are embedded with the real MiniLM embedder, as users
+run it (``--embedder hash`` adds a row with a hash stand-in that costs nothing); the stub
+writes a different aspect text every time, so the embedding cache does not hide the work.
+
 Usage: python benchmarks/scoring_throughput.py [--delay 0.05] [--trajectories 96]
-       [--concurrency 1 8 32] [--embedded]
+       [--concurrency 1 8 32] [--embedder minilm hash] [--embedded]
 """
 
 from __future__ import annotations
@@ -14,20 +18,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
-from dgprm.matching import ChildIndex
-from dgprm.runner import score_many
 
-from dgprm.config import Settings
-from dgprm.embed import normalise_rows
+from dgprm.config import ScoringConfig
+from dgprm.embed import Embedder, make_embedder, normalise_rows
 from dgprm.llm import LLMClient
 from dgprm.llm.openai import OpenAIBackend
 from dgprm.records import Trajectory
-from dgprm.scoring import StepScorer
+from dgprm.scoring import ChildIndex, StepScorer, score_many
 from dgprm.tree.model import Criterion, Node, RewardTree
 
 
@@ -57,7 +60,7 @@ def instance(schema: dict[str, Any]) -> Any:
         return max(schema.get("minimum", 0), min(7, schema.get("maximum", 7)))
     if kind == "boolean":
         return True
-    return "criterion aspect 3"
+    return f"the step states detail {random.randrange(10**9)} correctly"
 
 
 def serve_stub(delay: float, port_queue: Any) -> None:
@@ -125,12 +128,16 @@ class HashEmbedder:
         return normalise_rows(np.array(rows))
 
 
-def synthetic_tree(
-    parents: int, children_per_parent: int, dim: int = 384, seed: int = 0
-) -> RewardTree:
-    rng = np.random.default_rng(seed)
+def synthetic_tree(parents: int, children_per_parent: int, embedder: Embedder) -> RewardTree:
+    """A tree of ``parents`` × ``children_per_parent`` criteria embedded with ``embedder``."""
     nodes, criteria = [], []
-    child_vectors = normalise_rows(rng.normal(size=(parents * children_per_parent, dim)))
+    texts = [
+        f"criterion {k} of topic {p}: the step handles aspect {p}.{k} correctly"
+        for p in range(parents)
+        for k in range(children_per_parent)
+    ]
+    child_vectors = embedder.encode(texts)
+    dim = child_vectors.shape[1]
     for p in range(parents):
         kids = [f"c{p}_{k}" for k in range(children_per_parent)]
         nodes.append(Node(f"p{p}", "parent", f"parent criterion {p}", children=kids))
@@ -150,12 +157,13 @@ def synthetic_tree(
             )
     parent_rows = normalise_rows(child_vectors.reshape(parents, children_per_parent, dim).mean(1))
     vectors = np.concatenate([parent_rows, child_vectors, child_vectors])
-    return RewardTree(nodes, criteria, vectors, {"embedder": HashEmbedder.model_id})
+    return RewardTree(nodes, criteria, vectors, {"embedder": embedder.model_id})
 
 
-def throughput(delay: float, n_traj: int, steps: int, levels: list[int]) -> None:
+def throughput(delay: float, n_traj: int, steps: int, levels: list[int], spec: str) -> None:
     server, url = start_stub(delay)
-    tree = synthetic_tree(6, 10, dim=384)
+    embedder: Embedder = HashEmbedder() if spec == "hash" else make_embedder(spec)
+    tree = synthetic_tree(6, 10, embedder)
     items = [
         Trajectory(
             id=f"t{i}", question=f"question {i}", steps=[f"step {j} of {i}" for j in range(steps)]
@@ -163,8 +171,8 @@ def throughput(delay: float, n_traj: int, steps: int, levels: list[int]) -> None
         for i in range(n_traj)
     ]
     print(
-        f"stub delay {delay * 1000:.0f} ms, {n_traj} trajectories × {steps} steps, "
-        "3 calls per step, no cache"
+        f"\nembedder {embedder.model_id}; stub delay {delay * 1000:.0f} ms, {n_traj} "
+        f"trajectories × {steps} steps, 3 calls per step, no cache"
     )
     print(
         f"{'concurrency':>11} {'calls':>6} {'wall s':>8} {'ideal s':>8} {'calls/s':>8} "
@@ -174,7 +182,7 @@ def throughput(delay: float, n_traj: int, steps: int, levels: list[int]) -> None
         for concurrency in levels:
             backend = OpenAIBackend(url, "stub", api_key="x")
             client = LLMClient(backend, cache=None, concurrency=concurrency)
-            scorer = StepScorer(tree, client, HashEmbedder(), Settings(concurrency=concurrency))
+            scorer = StepScorer(tree, client, embedder, ScoringConfig())
             out = f"/tmp/dgprm-bench-{concurrency}.jsonl"
             open(out, "w").close()
             started = time.perf_counter()
@@ -251,7 +259,7 @@ def embedded_share() -> None:
     rows = np.concatenate([np.stack([vectors[:2].mean(0), vectors[2]]), vectors, vectors])
     tree = RewardTree(nodes, criteria, rows, {"embedder": embedder.model_id})
     client = LLMClient(make_backend("embedded"), cache=None, concurrency=1)
-    scorer = StepScorer(tree, client, embedder, Settings(concurrency=1))
+    scorer = StepScorer(tree, client, embedder, ScoringConfig())
     items = [
         Trajectory(
             id="e1", question="What is 12 + 30?", steps=["12 + 30 = 42.", "So the answer is 42."]
@@ -275,9 +283,11 @@ def main() -> None:
     parser.add_argument("--trajectories", type=int, default=96)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--embedder", nargs="+", default=["minilm", "hash"])
     parser.add_argument("--embedded", action="store_true", help="also time the embedded model")
     args = parser.parse_args()
-    throughput(args.delay, args.trajectories, args.steps, args.concurrency)
+    for spec in args.embedder:
+        throughput(args.delay, args.trajectories, args.steps, args.concurrency, spec)
     matching_latency()
     if args.embedded:
         embedded_share()
