@@ -116,6 +116,11 @@ class LLMClient:
     def model_id(self) -> str:
         return self.backend.model_id
 
+    @property
+    def concurrency(self) -> int:
+        """How many calls this client lets run at once."""
+        return self._concurrency
+
     @contextlib.contextmanager
     def scoped(self) -> Iterator[Ledger]:
         """Count the calls made inside this block (and tasks it starts) in a separate ledger."""
