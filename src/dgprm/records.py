@@ -165,10 +165,11 @@ def limit_lengths(
     with an :class:`InputError` naming ``where`` and the field, or truncated with a warning.
 
     Example:
-        >>> limit_lengths({"steps": ["ok", "x" * 200]}, max_chars=100, where="body")
-        Traceback (most recent call last):
-        ...
-        dgprm.errors.InputError: body: field 'steps[1]': text of 200 characters exceeds the limit of 100 (raise --max-chars or use truncation)
+        >>> try:
+        ...     limit_lengths({"steps": ["ok", "x" * 200]}, max_chars=100, where="body")
+        ... except InputError as exc:
+        ...     str(exc).split(" (")[0]
+        "body: field 'steps[1]': text of 200 characters exceeds the limit of 100"
     """
     return _limit_lengths(obj, max_chars, on_long, where)
 
