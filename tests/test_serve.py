@@ -20,7 +20,15 @@ from dgprm.llm import Completion, LLMClient, ResponseCache
 from dgprm.records import Trajectory
 from dgprm.scoring import StepScorer, score_many
 from dgprm.serve import create_app
-from tests.conftest import KeywordEmbedder, ScriptedBackend, judge, small_tree, user_text
+from tests.conftest import (
+    KeywordEmbedder,
+    ScriptedBackend,
+    critic_answer,
+    judge,
+    openai_stub,
+    small_tree,
+    user_text,
+)
 
 KEY = "s3cret-bearer-key-0123456789"
 
@@ -371,3 +379,62 @@ def test_concurrent_requests_share_one_client_and_its_concurrency_bound(serve):
     assert all(a.status_code == 200 for a in answers)
     assert backend.peak == 3  # 8 requests × 2 steps, never more than the bound in flight
     assert len(backend.requests) == 8 * 2 * 3
+
+
+# ---- the command ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_cli_serves_until_interrupted(tmp_path, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("DGPRM_TEST_KEY", KEY)
+    port = free_port()
+    with openai_stub(critic_answer) as llm:
+        command = [sys.executable, "-m", "dgprm", "serve", "--no-tree", "--llm", llm]
+        command += ["--port", str(port), "--cache", str(tmp_path / "c.sqlite"), "--agg", "mean"]
+        command += ["--api-key-env", "DGPRM_TEST_KEY", "--step-sep", r"\n"]
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while True:
+                assert process.poll() is None and time.monotonic() < deadline
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(url + "/health").status_code == 200:
+                        break
+                time.sleep(0.2)
+            headers = {"Authorization": f"Bearer {KEY}"}
+            body = {"query": ["Q?\n2+2 = 4\nthis is wrong"], "prompts": ["Q?"]}
+            answer = httpx.post(url + "/get_reward", json=body, headers=headers)
+            assert answer.status_code == 200 and answer.json()["rewards"] == [0.45]  # mean(.7, .2)
+        finally:
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "bearer key" in err and "required (from $DGPRM_TEST_KEY)" in err
+    assert KEY not in out + err and '"POST /get_reward HTTP/1.1" 200' in out + err
+
+
+def test_cli_refuses_an_unset_key_variable_in_one_line(monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.delenv("DGPRM_TEST_KEY", raising=False)
+    command = [sys.executable, "-m", "dgprm", "serve", "--no-tree", "--llm", "openai:http://x/v1#m"]
+    result = subprocess.run(
+        [*command, "--api-key-env", "DGPRM_TEST_KEY"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --api-key-env DGPRM_TEST_KEY: that environment variable is not set or empty"
+    )

@@ -16,6 +16,7 @@ from dgprm.cli.common import (
     LlmOpt,
     MaxCharsOpt,
     TruncateOpt,
+    console,
     load_settings,
     option,
     print_summary,
@@ -174,4 +175,7 @@ def serve(
         finally:
             await scorer.client.aclose()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: a normal stop
+        console.print("stopped")
