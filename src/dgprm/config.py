@@ -183,6 +183,9 @@ class RewardConfig(StageConfig):
         description="Reward given to a solution whose scoring failed (default: none; the "
         "failure is reported). Every use is counted.",
     )
+    question_key: str = Field(
+        "question", description="verl: the key of a sample's extra_info that holds the question."
+    )
 
 
 class ServeConfig(StageConfig):

@@ -24,6 +24,10 @@ from dgprm.text import split_steps
 Failure = Literal["input", "scoring"]
 
 
+class ScoringError(RuntimeError):
+    """A solution could not be scored and no fallback reward was configured."""
+
+
 @dataclass
 class SolutionScore:
     """A solution's step rewards and its one reward.
