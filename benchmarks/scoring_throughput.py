@@ -13,103 +13,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import numpy as np
-from dgprm.matching import ChildIndex
-from dgprm.runner import score_many
+from stub_llm import start_stub
 
-from dgprm.config import Settings
+from dgprm.config import ScoringConfig
 from dgprm.embed import normalise_rows
 from dgprm.llm import LLMClient
 from dgprm.llm.openai import OpenAIBackend
 from dgprm.records import Trajectory
-from dgprm.scoring import StepScorer
+from dgprm.scoring import ChildIndex, StepScorer, score_many
 from dgprm.tree.model import Criterion, Node, RewardTree
-
-
-def instance(schema: dict[str, Any]) -> Any:
-    """A minimal value valid under the small JSON-schema subset dgprm uses."""
-    kind = schema.get("type")
-    if "enum" in schema:
-        return schema["enum"][0]
-    if kind == "object":
-        return {k: instance(v) for k, v in schema.get("properties", {}).items()}
-    if kind == "array":
-        items = schema.get("items", {})
-        count = max(schema.get("minItems", 0), 1)
-        count = min(count, schema.get("maxItems", count))
-        values = []
-        for i in range(count):
-            value = instance(items)
-            if items.get("type") == "object":
-                for key, prop in items.get("properties", {}).items():
-                    if "enum" in prop:
-                        value[key] = prop["enum"][i % len(prop["enum"])]
-            elif "enum" in items:
-                value = items["enum"][i % len(items["enum"])]
-            values.append(value)
-        return values
-    if kind == "integer":
-        return max(schema.get("minimum", 0), min(7, schema.get("maximum", 7)))
-    if kind == "boolean":
-        return True
-    return "criterion aspect 3"
-
-
-def serve_stub(delay: float, port_queue: Any) -> None:
-    """Run the stub server in this (child) process until it is terminated."""
-    server, url = make_stub(delay)
-    port_queue.put(url)
-    server.serve_forever()
-
-
-def start_stub(delay: float) -> tuple[Any, str]:
-    """Start the stub in a separate process, so it does not share the benchmark's GIL."""
-    import multiprocessing
-
-    queue = multiprocessing.Queue()
-    process = multiprocessing.Process(target=serve_stub, args=(delay, queue), daemon=True)
-    process.start()
-    return process, queue.get(timeout=30)
-
-
-def make_stub(delay: float) -> tuple[ThreadingHTTPServer, str]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as real inference servers do
-        disable_nagle_algorithm = True
-
-        def do_POST(self) -> None:  # noqa: N802 (http.server API)
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            time.sleep(delay)
-            schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
-            reply = json.dumps(
-                {
-                    "choices": [
-                        {
-                            "message": {"content": json.dumps(instance(schema))},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 10},
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    ThreadingHTTPServer.daemon_threads = True
-    ThreadingHTTPServer.request_queue_size = 256
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
 
 
 class HashEmbedder:
@@ -174,7 +89,7 @@ def throughput(delay: float, n_traj: int, steps: int, levels: list[int]) -> None
         for concurrency in levels:
             backend = OpenAIBackend(url, "stub", api_key="x")
             client = LLMClient(backend, cache=None, concurrency=concurrency)
-            scorer = StepScorer(tree, client, HashEmbedder(), Settings(concurrency=concurrency))
+            scorer = StepScorer(tree, client, HashEmbedder(), ScoringConfig())
             out = f"/tmp/dgprm-bench-{concurrency}.jsonl"
             open(out, "w").close()
             started = time.perf_counter()
@@ -251,7 +166,7 @@ def embedded_share() -> None:
     rows = np.concatenate([np.stack([vectors[:2].mean(0), vectors[2]]), vectors, vectors])
     tree = RewardTree(nodes, criteria, rows, {"embedder": embedder.model_id})
     client = LLMClient(make_backend("embedded"), cache=None, concurrency=1)
-    scorer = StepScorer(tree, client, embedder, Settings(concurrency=1))
+    scorer = StepScorer(tree, client, embedder, ScoringConfig())
     items = [
         Trajectory(
             id="e1", question="What is 12 + 30?", steps=["12 + 30 = 42.", "So the answer is 42."]

@@ -98,8 +98,14 @@ def serve(
     """
     from dgprm.runs import long_lived_heap_frozen
     from dgprm.scoring.scorer import StepScorer
-    from dgprm.serve import create_app
-    from dgprm.serve import serve as run_server
+
+    try:
+        from dgprm.serve import create_app
+        from dgprm.serve import serve as run_server
+    except ImportError as exc:
+        raise InputError(
+            f"dgprm serve needs FastAPI and uvicorn ({exc}): pip install 'dgprm[serve]'"
+        ) from None
 
     settings = load_settings(
         config,
