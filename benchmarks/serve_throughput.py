@@ -108,6 +108,7 @@ class Load:
 
     def __init__(self, url: str, steps: int) -> None:
         self.url, self.steps, self.counter = url, steps, 0
+        self.failures: list[str] = []
 
     def body(self) -> dict:
         self.counter += 1
@@ -141,13 +142,19 @@ class Load:
                     if requests is not None and len(latencies) + errors >= requests:
                         return
                     started = time.perf_counter()
-                    answer = await http.post("/get_reward", json=self.body())
+                    try:
+                        answer = await http.post("/get_reward", json=self.body())
+                    except httpx.TransportError as exc:
+                        errors += 1
+                        self.failures.append(f"{type(exc).__name__}: {exc}")
+                        continue
                     if answer.status_code == 200:
                         latencies.append(time.perf_counter() - started)
                         if on_progress is not None:
                             on_progress(len(latencies))
                     else:
                         errors += 1
+                        self.failures.append(f"HTTP {answer.status_code}: {answer.text[:200]}")
 
             started = time.perf_counter()
             await asyncio.gather(*(client() for _ in range(clients)))
@@ -179,6 +186,8 @@ def throughput(url: str, args: argparse.Namespace) -> None:
             f"| {p50:.0f} | {p99:.0f} | {ideal_latency * 1000:.0f} | {rate * 3 * k:.0f} "
             f"| {errors} |"
         )
+    for failure in sorted(set(load.failures)):
+        print(f"  error: {failure} ({load.failures.count(failure)}×)")
 
 
 def memory(url: str, pid: int, args: argparse.Namespace) -> None:
@@ -201,6 +210,19 @@ def memory(url: str, pid: int, args: argparse.Namespace) -> None:
         print(f"| {done} | {mib:.1f} |")
 
 
+class Stamps:
+    """A progress sink that notes when each record was written."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def start(self, stage: str, total: int) -> None:
+        pass
+
+    def advance(self, stage: str, amount: int = 1) -> None:
+        self.times.append(time.perf_counter())
+
+
 def ray_path(tree: Path, llm: str, args: argparse.Namespace, work: Path) -> None:
     import ray
 
@@ -221,28 +243,41 @@ def ray_path(tree: Path, llm: str, args: argparse.Namespace, work: Path) -> None
         num_cpus=2, include_dashboard=False, logging_level="WARNING", _node_ip_address="127.0.0.1"
     )
     ray_start = time.perf_counter() - started
-    scoring = ScoringConfig()
     print(
         f"\nRay: {len(items)} trajectories × {args.steps} steps, --concurrency {args.concurrency} "
-        f"per process, own cache per run (local Ray started in {ray_start:.0f} s, not counted)"
+        f"per process, own cache per run (local Ray started in {ray_start:.0f} s, not counted); "
+        "steady = from the first record written to the last"
     )
-    print("| run | workers | LLM calls | wall s | calls/s | trajectories/s |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| run | workers | LLM calls | wall s | first record after s | calls/s (wall) "
+        "| calls/s (steady) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, options in (("single process", {}), ("Ray", {"ray": "auto", "ray_workers": 2})):
         runtime = RuntimeConfig(
             llm=llm, concurrency=args.concurrency, cache=str(work / f"{name}.sqlite")
         )
         out = work / f"{name}.jsonl"
+        stamps = Stamps()
         started = time.perf_counter()
         report = asyncio.run(
-            ascore_file(items, out, tree=tree, scoring=scoring, runtime=runtime, **options)
+            ascore_file(
+                items,
+                out,
+                tree=tree,
+                scoring=ScoringConfig(),
+                runtime=runtime,
+                progress=stamps,
+                **options,
+            )
         )
         wall = time.perf_counter() - started
         calls = report.ledger.llm_calls
-        workers = options.get("ray_workers", 1)
+        first, last = stamps.times[0] - started, stamps.times[-1] - stamps.times[0]
+        steady = calls * (len(stamps.times) - 1) / len(stamps.times) / last
         print(
-            f"| {name} | {workers} | {calls} | {wall:.1f} | {calls / wall:.0f} | "
-            f"{len(items) / wall:.1f} |"
+            f"| {name} | {options.get('ray_workers', 1)} | {calls} | {wall:.1f} | {first:.1f} "
+            f"| {calls / wall:.0f} | {steady:.0f} |"
         )
     ray.shutdown()
 
@@ -252,7 +287,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--clients", type=int, nargs="+", default=[8, 32, 64])
+    parser.add_argument("--clients", type=int, nargs="*", default=[8, 32, 64])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--memory-requests", type=int, default=10_000)
     parser.add_argument("--ray-trajectories", type=int, default=96)
