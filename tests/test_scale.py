@@ -173,3 +173,32 @@ def test_cli_score_with_ray_writes_the_lines_of_a_single_process_run(cluster, tm
     for row in (*a.values(), *b.values()):  # the second run's calls come from the cache
         row.pop("usage")
     assert a == b and a["t0"]["steps"][0]["vector"] == [0.7]
+
+
+def test_make_pairs_with_ray_builds_each_workers_own_clients_from_the_specs(cluster, tmp_path):
+    from dgprm.config import RuntimeConfig
+    from dgprm.pairs import amake_pairs
+
+    prefixes = [Prefix(id=f"q{i}", question="What is 2+3?", steps=["Add."]) for i in range(4)]
+    candidates = {p.id: ["2+3 = 5", "2+3 = 6 is wrong"] for p in prefixes}
+    with openai_stub(critic_answer) as llm:
+        runtime = RuntimeConfig(llm=llm, cache=str(tmp_path / "c.sqlite"))
+
+        def make(out, **ray):
+            return asyncio.run(
+                amake_pairs(
+                    prefixes,
+                    out,
+                    tree=TREE,
+                    candidates=candidates,
+                    scoring=ScoringConfig(mode="no-tree"),
+                    runtime=runtime,
+                    **ray,
+                )
+            )
+
+        single = make(tmp_path / "single.jsonl")
+        sharded = make(tmp_path / "ray.jsonl", ray=cluster, ray_workers=2)
+    assert (tmp_path / "single.jsonl").read_text() == (tmp_path / "ray.jsonl").read_text()
+    assert sharded.pairs == single.pairs == 4 and sharded.candidates == 8
+    assert lines(tmp_path / "ray.scored.jsonl") == lines(tmp_path / "single.scored.jsonl")
