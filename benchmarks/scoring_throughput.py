@@ -6,8 +6,8 @@ instance of the request's JSON schema after a fixed delay, and stops with the
 script. Ideal time = LLM calls × delay ÷ concurrency.
 
 The tree's vectors and the aspects are embedded with the real MiniLM embedder, as users
-run it (``--embedder hash`` adds a row with a hash stand-in that costs nothing); the stub
-writes a different aspect text every time, so the embedding cache does not hide the work.
+run it; ``--embedder hash`` adds a row with a hash stand-in that costs nothing. The stub's
+aspects quote the step being judged, so every step's aspects are new texts for the embedder.
 
 Usage: python benchmarks/scoring_throughput.py [--delay 0.05] [--trajectories 96]
        [--concurrency 1 8 32] [--embedder minilm hash] [--embedded]
@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import random
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import numpy as np
+from stub_llm import start_stub
 
 from dgprm.config import ScoringConfig
 from dgprm.embed import Embedder, make_embedder, normalise_rows
@@ -32,87 +29,6 @@ from dgprm.llm.openai import OpenAIBackend
 from dgprm.records import Trajectory
 from dgprm.scoring import ChildIndex, StepScorer, score_many
 from dgprm.tree.model import Criterion, Node, RewardTree
-
-
-def instance(schema: dict[str, Any]) -> Any:
-    """A minimal value valid under the small JSON-schema subset dgprm uses."""
-    kind = schema.get("type")
-    if "enum" in schema:
-        return schema["enum"][0]
-    if kind == "object":
-        return {k: instance(v) for k, v in schema.get("properties", {}).items()}
-    if kind == "array":
-        items = schema.get("items", {})
-        count = max(schema.get("minItems", 0), 1)
-        count = min(count, schema.get("maxItems", count))
-        values = []
-        for i in range(count):
-            value = instance(items)
-            if items.get("type") == "object":
-                for key, prop in items.get("properties", {}).items():
-                    if "enum" in prop:
-                        value[key] = prop["enum"][i % len(prop["enum"])]
-            elif "enum" in items:
-                value = items["enum"][i % len(items["enum"])]
-            values.append(value)
-        return values
-    if kind == "integer":
-        return max(schema.get("minimum", 0), min(7, schema.get("maximum", 7)))
-    if kind == "boolean":
-        return True
-    return f"the step states detail {random.randrange(10**9)} correctly"
-
-
-def serve_stub(delay: float, port_queue: Any) -> None:
-    """Run the stub server in this (child) process until it is terminated."""
-    server, url = make_stub(delay)
-    port_queue.put(url)
-    server.serve_forever()
-
-
-def start_stub(delay: float) -> tuple[Any, str]:
-    """Start the stub in a separate process, so it does not share the benchmark's GIL."""
-    import multiprocessing
-
-    queue = multiprocessing.Queue()
-    process = multiprocessing.Process(target=serve_stub, args=(delay, queue), daemon=True)
-    process.start()
-    return process, queue.get(timeout=30)
-
-
-def make_stub(delay: float) -> tuple[ThreadingHTTPServer, str]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as real inference servers do
-        disable_nagle_algorithm = True
-
-        def do_POST(self) -> None:  # noqa: N802 (http.server API)
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            time.sleep(delay)
-            schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
-            reply = json.dumps(
-                {
-                    "choices": [
-                        {
-                            "message": {"content": json.dumps(instance(schema))},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 10},
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    ThreadingHTTPServer.daemon_threads = True
-    ThreadingHTTPServer.request_queue_size = 256
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
 
 
 class HashEmbedder:
@@ -161,7 +77,7 @@ def synthetic_tree(parents: int, children_per_parent: int, embedder: Embedder) -
 
 
 def throughput(delay: float, n_traj: int, steps: int, levels: list[int], spec: str) -> None:
-    server, url = start_stub(delay)
+    server, url = start_stub(delay, echo=True)
     embedder: Embedder = HashEmbedder() if spec == "hash" else make_embedder(spec)
     tree = synthetic_tree(6, 10, embedder)
     items = [

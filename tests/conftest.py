@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +198,49 @@ def tiny_model(tmp_path_factory) -> Path:
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+# ---- an OpenAI-compatible judge on 127.0.0.1, for commands run as subprocesses ----------
+
+
+@contextlib.contextmanager
+def openai_stub(answer: Callable[[dict], str]) -> Iterator[str]:
+    """Serve ``/v1/chat/completions`` on a free 127.0.0.1 port in a thread, answering each
+    request body with ``answer(body)``; yield the ``openai:URL#stub`` LLM spec."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server API)
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            reply = json.dumps(
+                {
+                    "choices": [{"message": {"content": answer(body)}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"openai:http://127.0.0.1:{server.server_address[1]}/v1#stub"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def critic_answer(body: dict) -> str:
+    """The no-tree critic's answer: 7 of 10, 2 for a step that says "wrong"."""
+    step = body["messages"][-1]["content"].split("Step to evaluate:\n")[1].split("\n")[0]
+    return json.dumps({"scores": {"critic": 2 if "wrong" in step else 7}})

@@ -10,7 +10,8 @@ Defaults are written here once: the command line takes its defaults and help fro
 fields. :class:`Settings` groups them and loads an optional TOML file (``--config``), flags
 winning over the file and the file over the defaults. In the file, top-level keys set the
 fields of the runtime, tree and scoring configs (each name is unique among them); the
-sections ``[runtime]``, ``[tree]``, ``[scoring]``, ``[pairs]`` and ``[train]`` set one config.
+sections ``[runtime]``, ``[tree]``, ``[scoring]``, ``[pairs]``, ``[train]``, ``[reward]`` and
+``[serve]`` set one config.
 
 Example:
     >>> s = Settings().merged(tree={"xi": 0.3})
@@ -35,6 +36,7 @@ from dgprm.errors import InputError
 C = TypeVar("C", bound="StageConfig")
 Mode = Literal["dynamic", "static", "no-tree"]
 StepAggregation = Literal["mean", "min", "weighted"]
+SolutionAggregation = Literal["min", "last", "prod", "mean"]
 
 
 def default_cache_path() -> Path:
@@ -172,12 +174,62 @@ class TrainConfig(StageConfig):
     )
 
 
+class RewardConfig(StageConfig):
+    """One reward per solution for RL, from its step rewards (``dgprm serve``, TRL, verl).
+
+    Example:
+        >>> RewardConfig().agg, RewardConfig().on_error is None
+        ('min', True)
+    """
+
+    tree: str | None = Field(
+        None, description="Reward tree directory (for the TRL and verl entry points)."
+    )
+    agg: SolutionAggregation = Field(
+        "min", description="Solution reward from its step rewards: min | last | prod | mean."
+    )
+    step_sep: str | None = Field(
+        None,
+        description="Separator that cuts a response into steps (default: 'Step N:' labels "
+        "when present, else blank lines, else lines).",
+    )
+    on_error: float | None = Field(
+        None,
+        description="Reward given to a solution whose scoring failed (default: none; the "
+        "failure is reported). Every use is counted.",
+    )
+    question_key: str = Field(
+        "question", description="verl: the key of a sample's extra_info that holds the question."
+    )
+
+
+class ServeConfig(StageConfig):
+    """The HTTP reward server (``dgprm serve``)."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on (0: any free one).")
+    api_key_env: str | None = Field(
+        None,
+        description="Environment variable holding the bearer key every request but "
+        "/health must carry (default: no key).",
+    )
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Largest accepted request body (larger: 413)."
+    )
+    max_items: int = Field(
+        1024, ge=1, description="Most items (queries) in one request (more: 422)."
+    )
+    access_log: bool = Field(True, description="Log one line per request (never the key).")
+
+
 SECTIONS: dict[str, type[StageConfig]] = {
     "runtime": RuntimeConfig,
     "tree": TreeConfig,
     "scoring": ScoringConfig,
     "pairs": PairsConfig,
     "train": TrainConfig,
+    "reward": RewardConfig,
+    "serve": ServeConfig,
 }
 #: Top-level keys of a config file belong to these sections (their field names are unique).
 FLAT_SECTIONS = ("runtime", "tree", "scoring")
@@ -196,6 +248,8 @@ class Settings(StageConfig):
     scoring: ScoringConfig = Field(default_factory=ScoringConfig, description="Step scoring.")
     pairs: PairsConfig = Field(default_factory=PairsConfig, description="Pareto pairs.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="DPO training.")
+    reward: RewardConfig = Field(default_factory=RewardConfig, description="RL rewards.")
+    serve: ServeConfig = Field(default_factory=ServeConfig, description="Reward server.")
 
     def merged(self, **sections: dict[str, Any] | None) -> Settings:
         """A copy with the non-``None`` values of ``sections`` (name → overrides) applied."""

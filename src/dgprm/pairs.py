@@ -197,6 +197,13 @@ class PairsReport(RunStats):
         """Prefixes scored by this run."""
         return self.done
 
+    def add(
+        self, prefix: Prefix, record: dict[str, Any], candidates: dict[str, list[str]] | None
+    ) -> None:
+        """Count one scored prefix: its scored candidates, and whether it had none given."""
+        self.candidates += len(record["vectors"])
+        self.without_candidates += candidates is not None and prefix.id not in candidates
+
     def rows(self) -> list[tuple[str, str]]:
         sources = counted(self.paired_prefixes, "prefix", "prefixes")
         return [
@@ -239,6 +246,30 @@ def export_pairs(
     report.pairs = write_jsonl(out, rows)
 
 
+async def prefix_record(
+    scorer: StepScorer,
+    prefix: Prefix,
+    *,
+    candidates: dict[str, list[str]] | None = None,
+    policy: LLMClient | None = None,
+    config: PairsConfig | None = None,
+) -> dict[str, Any]:
+    """Take the candidates of one prefix (given, or sampled from ``policy``) and score
+    them (:func:`score_prefix`): the prefix's line of the scored output."""
+    config = config or PairsConfig()
+    errors: list[str] = []
+    if candidates is not None:
+        texts = list(dict.fromkeys(c.strip() for c in candidates.get(prefix.id, [])))
+    else:
+        assert policy is not None
+        texts, errors = await sample_candidates(
+            policy, prefix, config.n, temperature=config.temperature, seed=config.seed
+        )
+    scored = await score_prefix(scorer, prefix, texts)
+    scored.errors[:0] = errors
+    return scored.to_dict()
+
+
 async def score_prefixes(
     scorer: StepScorer,
     prefixes: list[Prefix],
@@ -262,19 +293,11 @@ async def score_prefixes(
     report = PairsReport()
 
     async def one(prefix: Prefix) -> dict[str, Any]:
-        errors: list[str] = []
-        if candidates is not None:
-            report.without_candidates += prefix.id not in candidates
-            texts = list(dict.fromkeys(c.strip() for c in candidates.get(prefix.id, [])))
-        else:
-            assert policy is not None
-            texts, errors = await sample_candidates(
-                policy, prefix, config.n, temperature=config.temperature, seed=config.seed
-            )
-        scored = await score_prefix(scorer, prefix, texts)
-        scored.errors[:0] = errors
-        report.candidates += len(scored.vectors)
-        return scored.to_dict()
+        record = await prefix_record(
+            scorer, prefix, candidates=candidates, policy=policy, config=config
+        )
+        report.add(prefix, record, candidates)
+        return record
 
     await run_resumable(
         prefixes,
@@ -335,6 +358,8 @@ async def amake_pairs(
     limit: int | None = None,
     retry_errors: bool = False,
     progress: Progress | None = None,
+    ray: str | None = None,
+    ray_workers: int | None = None,
 ) -> PairsReport:
     """Pareto preference pairs for DPO from scored candidate next steps of the first
     ``limit`` prefixes, written to ``out`` in TRL's format.
@@ -342,6 +367,8 @@ async def amake_pairs(
     Candidates are sampled from ``policy`` (an LLM spec or client) or given as
     ``candidates`` (a JSONL path or prefix id → steps). Scored prefixes are kept in
     :func:`scored_path` ``(out)``, so an interrupted run continues where it stopped.
+    With ``ray`` (a Ray address, or ``"auto"``), the prefixes are scored on ``ray_workers``
+    Ray workers, each with its own LLM clients (:func:`dgprm.scale.run_sharded`).
     """
     config, runtime = config or PairsConfig(), runtime or RuntimeConfig()
     inputs = [p if isinstance(p, (str, Path)) else None for p in (prefixes, candidates, tree)]
@@ -358,8 +385,30 @@ async def amake_pairs(
     scorer = StepScorer.from_tree(
         tree, llm if llm is not None else runtime.llm, config=scoring, runtime=runtime
     )
-    policy_client = make_client(runtime.replace(llm=policy)) if isinstance(policy, str) else policy
     scored = scored_path(out)
+    if ray is not None:
+        if isinstance(llm, LLMClient) or isinstance(policy, LLMClient):
+            raise InputError("Ray workers make their own LLM clients: give LLM specs")
+        await scorer.client.aclose()  # the workers' clients do the work
+        report = await _score_prefixes_sharded(
+            scorer.tree,
+            items,
+            scored,
+            scoring,
+            runtime.replace(llm=llm),
+            config,
+            policy,
+            given,
+            retry_errors,
+            progress,
+            ray,
+            ray_workers,
+        )
+        export_pairs(
+            scored, out, [p.id for p in items], report, conversational=config.conversational
+        )
+        return report
+    policy_client = make_client(runtime.replace(llm=policy)) if isinstance(policy, str) else policy
     try:
         report = await score_prefixes(
             scorer,
@@ -378,6 +427,40 @@ async def amake_pairs(
         if isinstance(policy, str) and policy_client is not None:
             await policy_client.aclose()
     export_pairs(scored, out, [p.id for p in items], report, conversational=config.conversational)
+    return report
+
+
+async def _score_prefixes_sharded(
+    tree: RewardTree | None,
+    items: list[Prefix],
+    scored: Path,
+    scoring: ScoringConfig | None,
+    runtime: RuntimeConfig,
+    config: PairsConfig,
+    policy: str | None,
+    candidates: dict[str, list[str]] | None,
+    retry_errors: bool,
+    progress: Progress | None,
+    address: str,
+    workers: int | None,
+) -> PairsReport:
+    from dgprm.scale import pairs_work, run_sharded
+
+    report = PairsReport()
+    await run_sharded(
+        items,
+        scored,
+        pairs_work,
+        (tree, scoring or ScoringConfig(), runtime, config, policy, candidates),
+        report,
+        on_record=lambda prefix, record: report.add(prefix, record, candidates),
+        address=address,
+        workers=workers,
+        concurrency=runtime.concurrency,
+        progress=progress,
+        stage="prefixes",
+        retry_errors=retry_errors,
+    )
     return report
 
 

@@ -170,6 +170,22 @@ def _limit_lengths(obj: Any, max_chars: int, on_long: str, where: str, field: st
     return obj
 
 
+def limit_lengths(
+    obj: Any, *, max_chars: int, on_long: Literal["error", "truncate"] = "error", where: str
+) -> Any:
+    """``obj`` with every string checked against ``max_chars``: an over-long one is refused
+    with an :class:`InputError` naming ``where`` and the field, or truncated with a warning.
+
+    Example:
+        >>> try:
+        ...     limit_lengths({"steps": ["ok", "x" * 200]}, max_chars=100, where="body")
+        ... except InputError as exc:
+        ...     str(exc).split(" (")[0]
+        "body: field 'steps[1]': text of 200 characters exceeds the limit of 100"
+    """
+    return _limit_lengths(obj, max_chars, on_long, where)
+
+
 def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-blank line of a JSONL file.
 

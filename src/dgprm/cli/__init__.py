@@ -3,7 +3,7 @@ options, calls a library function and renders the result with rich.
 
 - ``tree`` (:mod:`.tree`), ``data`` (:mod:`.data`), ``bench`` (:mod:`.bench`) are groups;
 - ``score`` (:mod:`.score`), ``pairs`` (:mod:`.pairs`), ``train`` (:mod:`.train`),
-  ``report`` (:mod:`.report`) are commands;
+  ``report`` (:mod:`.report`), ``serve`` (:mod:`.serve`) are commands;
 - :mod:`.common` holds the shared options, progress bars and tables.
 """
 
@@ -19,8 +19,10 @@ from dgprm.cli.common import console
 from dgprm.cli.pairs import pairs
 from dgprm.cli.report import report
 from dgprm.cli.score import score
+from dgprm.cli.serve import serve
 from dgprm.cli.train import train
 from dgprm.errors import InputError
+from dgprm.scale import ShardError
 
 app = typer.Typer(
     help="DG-PRM: reward trees, dynamic step rewards, Pareto pairs, PRM benchmarks.",
@@ -55,6 +57,7 @@ app.command("score")(score)
 app.command("pairs")(pairs)
 app.command("train")(train)
 app.command("report")(report)
+app.command("serve")(serve)
 app.add_typer(bench.app, name="bench")
 
 _INTERRUPTED = 130  # exit status of a run stopped by Ctrl-C (128 + SIGINT)
@@ -67,6 +70,9 @@ def main() -> None:
     except (InputError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except ShardError as exc:  # a Ray worker died: the run continues when run again
+        console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
     except (typer.Abort, KeyboardInterrupt):
         status = _INTERRUPTED
     except Exception as exc:

@@ -95,6 +95,21 @@ RetryErrorsOpt = Annotated[
     ),
 ]
 OutFileOpt = Annotated[Path, typer.Option("-o", "--out", help="Output file.")]
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="ADDRESS",
+        help="Shard the input over a Ray cluster, one LLM client per worker: 'auto' (this "
+        "machine's cluster, or a new local one) or a cluster address. Needs dgprm[ray].",
+    ),
+]
+RayWorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--ray-workers", min=1, help="Ray workers (shards) [default: the cluster's CPUs]."
+    ),
+]
 
 
 def runtime_overrides(

@@ -14,6 +14,8 @@ from dgprm.cli.common import (
     EmbedderOpt,
     LimitOpt,
     LlmOpt,
+    RayOpt,
+    RayWorkersOpt,
     RetryErrorsOpt,
     TimeoutOpt,
     flag,
@@ -56,6 +58,8 @@ def pairs(
     cache: CacheOpt = None,
     timeout: TimeoutOpt = None,
     retry_errors: RetryErrorsOpt = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Pareto preference pairs for DPO from scored candidate next steps.
 
@@ -94,6 +98,8 @@ def pairs(
             limit=limit,
             retry_errors=retry_errors,
             progress=progress,
+            ray=ray,
+            ray_workers=ray_workers,
         )
     )
     print_summary("pairs", [*report.rows(), ("output", f"{out} ({scored_path(out).name})")])

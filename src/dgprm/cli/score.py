@@ -15,6 +15,8 @@ from dgprm.cli.common import (
     LimitOpt,
     LlmOpt,
     MaxCharsOpt,
+    RayOpt,
+    RayWorkersOpt,
     RetryErrorsOpt,
     TimeoutOpt,
     TruncateOpt,
@@ -88,6 +90,8 @@ def score(
     max_chars: MaxCharsOpt = None,
     truncate: TruncateOpt = False,
     retry_errors: RetryErrorsOpt = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Score every step of every trajectory: a reward vector per step.
 
@@ -128,6 +132,8 @@ def score(
             limit=limit,
             retry_errors=retry_errors,
             progress=progress,
+            ray=ray,
+            ray_workers=ray_workers,
         )
     )
     print_summary(f"score ({settings.scoring.mode})", [*report.rows(), ("output", str(out))])

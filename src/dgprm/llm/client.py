@@ -30,7 +30,9 @@ from dgprm.llm.base import (
 from dgprm.llm.cache import Ledger, ResponseCache
 
 Answer = TypeVar("Answer", bound=BaseModel)
-_SCOPE: contextvars.ContextVar[Ledger | None] = contextvars.ContextVar("dgprm_scope", default=None)
+_SCOPES: contextvars.ContextVar[tuple[Ledger, ...]] = contextvars.ContextVar(
+    "dgprm_scopes", default=()
+)
 
 
 def extract_json(text: str) -> Any:
@@ -68,6 +70,28 @@ def validation_message(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "(answer)"
     return f"field '{where}': {first['msg'].removeprefix('Value error, ')}"
+
+
+@contextlib.contextmanager
+def usage_scope() -> Iterator[Ledger]:
+    """Count the calls of every :class:`LLMClient` made inside this block (and in tasks it
+    starts) in a separate ledger. Scopes nest: an inner block's calls count in the outer
+    ledgers too.
+
+    Example:
+        >>> with usage_scope() as outer:
+        ...     with usage_scope() as inner:
+        ...         for ledger in _SCOPES.get():
+        ...             ledger.llm_calls += 1
+        >>> outer.llm_calls, inner.llm_calls
+        (1, 1)
+    """
+    ledger = Ledger()
+    token = _SCOPES.set((*_SCOPES.get(), ledger))
+    try:
+        yield ledger
+    finally:
+        _SCOPES.reset(token)
 
 
 class LLMClient:
@@ -116,19 +140,18 @@ class LLMClient:
     def model_id(self) -> str:
         return self.backend.model_id
 
-    @contextlib.contextmanager
-    def scoped(self) -> Iterator[Ledger]:
-        """Count the calls made inside this block (and tasks it starts) in a separate ledger."""
-        ledger = Ledger()
-        token = _SCOPE.set(ledger)
-        try:
-            yield ledger
-        finally:
-            _SCOPE.reset(token)
+    @property
+    def concurrency(self) -> int:
+        """How many calls this client lets run at once."""
+        return self._concurrency
+
+    def scoped(self) -> contextlib.AbstractContextManager[Ledger]:
+        """Count the calls made inside this block (and tasks it starts) in a separate ledger
+        (see :func:`usage_scope`)."""
+        return usage_scope()
 
     def _ledgers(self) -> list[Ledger]:
-        scope = _SCOPE.get()
-        return [self.ledger] if scope is None else [self.ledger, scope]
+        return [self.ledger, *_SCOPES.get()]
 
     def _limit(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()

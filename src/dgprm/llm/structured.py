@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -67,9 +68,11 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
+@functools.lru_cache(maxsize=4096)
 def answer_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON schema of ``model`` as grammar-constrained decoders take it: self-contained
-    (no ``$ref``), without titles or descriptions."""
+    (no ``$ref``), without titles or descriptions. Computed once per model (generating a
+    schema costs about a millisecond, on every LLM call otherwise): do not modify it."""
     schema = model.model_json_schema()
     return _inline(schema, schema.get("$defs", {}))
 

@@ -32,6 +32,11 @@ class ScoreReport(RunStats):
         """Trajectories scored by this run."""
         return self.done
 
+    def add(self, record: dict[str, Any]) -> None:
+        """Count the steps of one output record, and those with errors."""
+        self.steps += len(record["steps"])
+        self.failed_steps += sum(step.get("error") is not None for step in record["steps"])
+
     def rows(self) -> list[tuple[str, str]]:
         return [
             ("trajectories", f"{self.trajectories} ({self.earlier_note()})"),
@@ -60,6 +65,13 @@ def trajectory_record(
     return row
 
 
+async def score_record(scorer: StepScorer, trajectory: Trajectory) -> dict[str, Any]:
+    """Score one trajectory into its output record (see :func:`trajectory_record`)."""
+    with scorer.client.scoped() as usage:
+        rewards = await scorer.ascore(trajectory.question, trajectory.steps)
+    return trajectory_record(trajectory, rewards, usage)
+
+
 async def score_many(
     scorer: StepScorer,
     trajectories: list[Trajectory],
@@ -74,11 +86,9 @@ async def score_many(
     report = ScoreReport()
 
     async def one(trajectory: Trajectory) -> dict[str, Any]:
-        with scorer.client.scoped() as usage:
-            rewards = await scorer.ascore(trajectory.question, trajectory.steps)
-        report.steps += len(rewards)
-        report.failed_steps += sum(r.error is not None for r in rewards)
-        return trajectory_record(trajectory, rewards, usage)
+        record = await score_record(scorer, trajectory)
+        report.add(record)
+        return record
 
     await run_resumable(
         trajectories,
@@ -106,10 +116,16 @@ async def ascore_file(
     limit: int | None = None,
     retry_errors: bool = False,
     progress: Progress | None = None,
+    ray: str | None = None,
+    ray_workers: int | None = None,
 ) -> ScoreReport:
     """Score the first ``limit`` trajectories (a JSONL path or records) on the tree into
     ``out``, resumably (see :func:`score_many`). ``tree`` may be omitted only in the
-    ``no-tree`` mode; the embedder is the tree's unless the runtime names one."""
+    ``no-tree`` mode; the embedder is the tree's unless the runtime names one.
+
+    With ``ray`` (a Ray address, or ``"auto"``), the trajectories are sharded over
+    ``ray_workers`` Ray workers, each with its own LLM client (:func:`dgprm.scale.run_sharded`);
+    the output is the same lines."""
     scoring, runtime = scoring or ScoringConfig(), runtime or RuntimeConfig()
     sources = [trajectories if not isinstance(trajectories, list) else None]
     check_output_file(
@@ -126,6 +142,21 @@ async def ascore_file(
         config=scoring,
         runtime=runtime,
     )
+    if ray is not None:
+        if isinstance(llm, LLMClient):
+            raise InputError("Ray workers make their own LLM clients: give an LLM spec")
+        await scorer.client.aclose()  # the workers' clients do the work
+        return await _score_sharded(
+            scorer.tree,
+            items,
+            out,
+            scoring,
+            runtime.replace(llm=llm),
+            retry_errors,
+            progress,
+            ray,
+            ray_workers,
+        )
     try:
         return await score_many(
             scorer,
@@ -138,6 +169,37 @@ async def ascore_file(
     finally:
         if not isinstance(llm, LLMClient):
             await scorer.client.aclose()
+
+
+async def _score_sharded(
+    tree: RewardTree | None,
+    items: list[Trajectory],
+    out: str | Path,
+    scoring: ScoringConfig,
+    runtime: RuntimeConfig,
+    retry_errors: bool,
+    progress: Progress | None,
+    address: str,
+    workers: int | None,
+) -> ScoreReport:
+    from dgprm.scale import run_sharded, score_work
+
+    report = ScoreReport()
+    await run_sharded(
+        items,
+        out,
+        score_work,
+        (tree, scoring, runtime),
+        report,
+        on_record=lambda _, record: report.add(record),
+        address=address,
+        workers=workers,
+        concurrency=runtime.concurrency,
+        progress=progress,
+        stage="score",
+        retry_errors=retry_errors,
+    )
+    return report
 
 
 def score_file(

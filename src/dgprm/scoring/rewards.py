@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
+
+from dgprm.config import SolutionAggregation  # noqa: F401 (re-exported, defined with the configs)
 
 
 @dataclass
@@ -72,7 +74,6 @@ def aggregate(vector: list[float], agg: str, weights: list[float] | None = None)
     return float(np.mean(vector))
 
 
-SolutionAggregation = Literal["min", "last", "prod", "mean"]
 SOLUTION_AGGREGATIONS: tuple[str, ...] = ("min", "last", "prod", "mean")
 
 

@@ -5,14 +5,15 @@
 - R and Φ in one call (``select_analyze``, the ``merge_r_phi`` option);
 - **S** (``score``) scores the step on every selected criterion.
 
-Answer models are built per call (the offered parent ids, the criteria to score), and the
-JSON schema the backend decodes with is generated from them: an answer that picks a
+Answer models are built once per set of ids (the offered parents, the criteria to score),
+and the JSON schema the backend decodes with is generated from them: an answer that picks a
 parent not offered, repeats or skips a criterion, or gives a score out of range cannot
 validate, and comes back as an :class:`~dgprm.llm.base.LLMFailure` — never a default.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Annotated, ClassVar
 
@@ -58,14 +59,21 @@ class _Selection(AnswerModel):
 
 def select_answer(offered: list[str], *, with_analysis: bool = False) -> type[AnswerModel]:
     """R's answer model: one to all of the ``offered`` parent ids (with Φ's fields when
-    R and Φ are merged).
+    R and Φ are merged). Made once per set of ids (see :func:`score_answer`).
 
     Example:
         >>> from dgprm.llm.structured import answer_schema
         >>> parents = answer_schema(select_answer(["p1", "p2"]))["properties"]["parents"]
         >>> parents["items"], parents["minItems"], parents["maxItems"]
         ({'enum': ['p1', 'p2'], 'type': 'string'}, 1, 2)
+        >>> select_answer(["p1", "p2"]) is select_answer(["p1", "p2"])
+        True
     """
+    return _select_answer(tuple(offered), with_analysis)
+
+
+@functools.lru_cache(maxsize=4096)
+def _select_answer(offered: tuple[str, ...], with_analysis: bool) -> type[AnswerModel]:
     item = Annotated[str, Field(json_schema_extra={"enum": list(offered)})]
     bases = (_Selection, Analysis) if with_analysis else (_Selection,)
     model = create_model(
@@ -73,12 +81,25 @@ def select_answer(offered: list[str], *, with_analysis: bool = False) -> type[An
         __base__=bases,
         parents=(list[item], Field(min_length=1, max_length=len(offered))),  # type: ignore[valid-type]
     )
-    model.offered = tuple(offered)
+    model.offered = offered
     return model
 
 
 def score_answer(criteria: list[str]) -> type[AnswerModel]:
-    """S's answer model: exactly one integer score in 0..SCORE_MAX per criterion id."""
+    """S's answer model: exactly one integer score in 0..SCORE_MAX per criterion id.
+
+    Made once per list of ids: building a pydantic model costs milliseconds, which every
+    LLM call would pay otherwise (the reward server's throughput is bound by it).
+
+    Example:
+        >>> score_answer(["c1", "c2"]) is score_answer(["c1", "c2"])
+        True
+    """
+    return _score_answer(tuple(criteria))
+
+
+@functools.lru_cache(maxsize=4096)
+def _score_answer(criteria: tuple[str, ...]) -> type[AnswerModel]:
     fields = {f"s{i}": (int, Field(ge=0, le=SCORE_MAX, alias=c)) for i, c in enumerate(criteria)}
     scores = create_model("Scores", __base__=AnswerModel, **fields)  # type: ignore[call-overload]
     return create_model("ScoreAnswer", __base__=AnswerModel, scores=(scores, ...))
