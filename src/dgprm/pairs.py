@@ -14,6 +14,7 @@ Example (see tests/test_pairs.py for a runnable version with test doubles):
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -444,7 +445,7 @@ async def _score_prefixes_sharded(
     address: str,
     workers: int | None,
 ) -> PairsReport:
-    from dgprm.scale import pairs_work, run_sharded
+    from dgprm.scale import run_sharded
 
     report = PairsReport()
     await run_sharded(
@@ -467,3 +468,23 @@ async def _score_prefixes_sharded(
 def make_pairs(prefixes: str | Path | list[Prefix], out: str | Path, **options: Any) -> PairsReport:
     """Synchronous twin of :func:`amake_pairs` (same options)."""
     return asyncio.run(amake_pairs(prefixes, out, **options))
+
+
+def pairs_work(
+    tree: RewardTree,
+    scoring: ScoringConfig,
+    runtime: RuntimeConfig,
+    config: PairsConfig,
+    policy: str | None,
+    candidates: dict[str, list[str]] | None,
+) -> Callable[[Prefix], Awaitable[dict[str, Any]]]:
+    """A worker's scorer and policy (own LLM clients): prefix → scored-prefix record."""
+    scorer = StepScorer.from_tree(tree, runtime.llm, config=scoring, runtime=runtime)
+    policy_client = make_client(runtime.replace(llm=policy)) if policy is not None else None
+
+    async def work(prefix: Prefix) -> dict[str, Any]:
+        return await prefix_record(
+            scorer, prefix, candidates=candidates, policy=policy_client, config=config
+        )
+
+    return work

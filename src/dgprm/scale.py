@@ -2,7 +2,7 @@
 
 :func:`run_sharded` splits the items not yet in the output into shards by a stable hash of
 their id, starts one Ray actor per shard (it builds its own scorer and LLM client from a
-picklable builder, such as :func:`score_work`), and runs the ordinary resumable-run skeleton
+picklable builder, such as :func:`dgprm.scoring.batch.score_work`), and runs the ordinary resumable-run skeleton
 (:func:`dgprm.runs.run_resumable`) once per shard on the driver, with the actor doing the
 work. Each shard appends to its own file, ``OUT.shards/shard-K-of-N.jsonl``; when every shard
 is done, the shard files are merged into ``OUT`` in input order and removed. A run that was
@@ -28,14 +28,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dgprm.config import PairsConfig, RuntimeConfig, ScoringConfig
 from dgprm.errors import InputError
 from dgprm.llm.cache import Ledger
 from dgprm.llm.client import usage_scope
 from dgprm.progress import NoProgress, Progress
-from dgprm.records import Prefix, Trajectory
 from dgprm.runs import ResumableJsonl, RunStats, has_errors, run_resumable
-from dgprm.tree.model import RewardTree
 
 Item = TypeVar("Item")
 Work = Callable[[Any], Awaitable[dict[str, Any]]]
@@ -238,43 +235,3 @@ async def run_sharded(
             ) from exc
         merge_shards(out, order, key=key)
     stats.wall_seconds = time.perf_counter() - started
-
-
-# ---- the work of `dgprm score` and `dgprm pairs`, built inside each worker --------------
-
-
-def score_work(tree: RewardTree | None, scoring: ScoringConfig, runtime: RuntimeConfig) -> Work:
-    """A worker's scorer (its own LLM client from ``runtime``): trajectory → output record."""
-    from dgprm.scoring.batch import score_record
-    from dgprm.scoring.scorer import StepScorer
-
-    scorer = StepScorer.from_tree(tree, runtime.llm, config=scoring, runtime=runtime)
-
-    async def work(trajectory: Trajectory) -> dict[str, Any]:
-        return await score_record(scorer, trajectory)
-
-    return work
-
-
-def pairs_work(
-    tree: RewardTree,
-    scoring: ScoringConfig,
-    runtime: RuntimeConfig,
-    config: PairsConfig,
-    policy: str | None,
-    candidates: dict[str, list[str]] | None,
-) -> Work:
-    """A worker's scorer and policy (own LLM clients): prefix → scored-prefix record."""
-    from dgprm.llm import make_client
-    from dgprm.pairs import prefix_record
-    from dgprm.scoring.scorer import StepScorer
-
-    scorer = StepScorer.from_tree(tree, runtime.llm, config=scoring, runtime=runtime)
-    policy_client = make_client(runtime.replace(llm=policy)) if policy is not None else None
-
-    async def work(prefix: Prefix) -> dict[str, Any]:
-        return await prefix_record(
-            scorer, prefix, candidates=candidates, policy=policy_client, config=config
-        )
-
-    return work

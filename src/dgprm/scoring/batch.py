@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,18 +51,22 @@ class ScoreReport(RunStats):
 
 
 def trajectory_record(
-    trajectory: Trajectory, rewards: list[StepReward], usage: Ledger
+    trajectory_id: str,
+    rewards: list[StepReward],
+    usage: Ledger,
+    *,
+    gold_labels: list[bool | None] | None = None,
 ) -> dict[str, Any]:
     """One output line: per-step criteria, vector, reward, label; usage; error records; the
     trajectory's gold step labels when it has them."""
     row: dict[str, Any] = {
-        "id": trajectory.id,
+        "id": trajectory_id,
         "steps": [r.to_dict() for r in rewards],
         "usage": usage.to_dict(),
         "errors": [{"step": r.index, "reason": r.error} for r in rewards if r.error],
     }
-    if trajectory.gold_labels is not None:
-        row["gold_labels"] = trajectory.gold_labels
+    if gold_labels is not None:
+        row["gold_labels"] = gold_labels
     return row
 
 
@@ -69,7 +74,7 @@ async def score_record(scorer: StepScorer, trajectory: Trajectory) -> dict[str, 
     """Score one trajectory into its output record (see :func:`trajectory_record`)."""
     with scorer.client.scoped() as usage:
         rewards = await scorer.ascore(trajectory.question, trajectory.steps)
-    return trajectory_record(trajectory, rewards, usage)
+    return trajectory_record(trajectory.id, rewards, usage, gold_labels=trajectory.gold_labels)
 
 
 async def score_many(
@@ -182,7 +187,7 @@ async def _score_sharded(
     address: str,
     workers: int | None,
 ) -> ScoreReport:
-    from dgprm.scale import run_sharded, score_work
+    from dgprm.scale import run_sharded
 
     report = ScoreReport()
     await run_sharded(
@@ -213,3 +218,15 @@ def score_file(
         (8, 0)
     """
     return asyncio.run(ascore_file(trajectories, out, **options))
+
+
+def score_work(
+    tree: RewardTree | None, scoring: ScoringConfig, runtime: RuntimeConfig
+) -> Callable[[Trajectory], Awaitable[dict[str, Any]]]:
+    """A worker's scorer (its own LLM client from ``runtime``): trajectory → output record."""
+    scorer = StepScorer.from_tree(tree, runtime.llm, config=scoring, runtime=runtime)
+
+    async def work(trajectory: Trajectory) -> dict[str, Any]:
+        return await score_record(scorer, trajectory)
+
+    return work
