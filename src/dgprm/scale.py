@@ -2,8 +2,9 @@
 
 :func:`run_sharded` splits the items not yet in the output into shards by a stable hash of
 their id, starts one Ray actor per shard (it builds its own scorer and LLM client from a
-picklable builder, such as :func:`dgprm.scoring.batch.score_work`), and runs the ordinary resumable-run skeleton
-(:func:`dgprm.runs.run_resumable`) once per shard on the driver, with the actor doing the
+picklable builder, such as :func:`dgprm.scoring.batch.score_work`), and runs the ordinary
+resumable-run skeleton (:func:`dgprm.runs.run_resumable`) once per shard on the driver, with
+the actor doing the
 work. Each shard appends to its own file, ``OUT.shards/shard-K-of-N.jsonl``; when every shard
 is done, the shard files are merged into ``OUT`` in input order and removed. A run that was
 interrupted (or whose worker died) leaves its shard files: the next run merges the finished
