@@ -4,12 +4,12 @@
 their id, starts one Ray actor per shard (it builds its own scorer and LLM client from a
 picklable builder, such as :func:`dgprm.scoring.batch.score_work`), and runs the ordinary
 resumable-run skeleton (:func:`dgprm.runs.run_resumable`) once per shard on the driver, with
-the actor doing the
-work. Each shard appends to its own file, ``OUT.shards/shard-K-of-N.jsonl``; when every shard
-is done, the shard files are merged into ``OUT`` in input order and removed. A run that was
-interrupted (or whose worker died) leaves its shard files: the next run merges the finished
-lines first and works only on what is left, so no finished item is scored twice. The lines
-are the ones a single-process run writes.
+the actor doing the work. Each shard appends to its own file,
+``OUT.shards/shard-K-of-N.jsonl``; when every shard is done, the shard files are merged into
+``OUT`` in input order and removed. A run that was interrupted (or whose worker died) leaves
+its shard files: the next run merges the finished lines first and works only on what is
+left, so no finished item is scored twice. The lines are the ones a single-process run
+writes.
 
 Ray is an optional dependency (``pip install 'dgprm[ray]'``). ``address="auto"`` connects to
 the Ray cluster this machine runs (``ray start``) or, without one, starts a local one; any
