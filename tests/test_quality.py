@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dgprm.prompts.examples import example_texts
+from dgprm.prompts.examples import example_criteria, example_texts
 from dgprm.tree.quality import (
     REASONS,
     GateVerdict,
@@ -129,6 +129,8 @@ def test_short_real_criteria_pass() -> None:
         ("Accuracy", "Response B divides where it should subtract"),
         ("Agreement", "Both solutions use the same equations"),
         ("Accuracy", "Compared with the other, the arithmetic is right"),
+        ("Good", "The good solution is good"),
+        ("Flaw", "The flawed solution skips a condition"),
     ],
 )
 def test_comparisons_between_solutions_are_rejected(criterion: tuple[str, str]) -> None:
@@ -282,3 +284,13 @@ def test_example_texts_from_a_template() -> None:
         '{"title": "...", "description": "..."}]} $placeholder {"title": "$x"}'
     )
     assert example_texts(text) == ["Units", "Units are stated"]
+
+
+def test_judge_template_examples_are_gated() -> None:
+    examples = example_criteria("judge")
+    assert examples, "the judge prompt shows example criteria"
+    descriptions = [e for e in examples if len(e.split()) >= 4]
+    assert descriptions
+    criteria = [("Copied", d) for d in descriptions]
+    got = reasons(criteria, BOOKS, prompt_examples=examples)
+    assert all(r is not None for r in got), got

@@ -23,17 +23,18 @@ _FIELD = re.compile(r'"(?:title|description)"\s*:\s*("(?:[^"\\]|\\.)*")')
 def example_texts(text: str) -> list[str]:
     """Every ``"title"`` and ``"description"`` string value in ``text``, in order, once each.
 
-    Placeholders (``"..."``, anything with ``$`` or ``<...>``) are skipped.
+    Placeholders (anything with ``...``, ``…`` or ``$``, and ``<...>``) are skipped, so a
+    partial example such as ``"The step ..."`` is not an example criterion.
 
     Example:
         >>> example_texts('{"title": "Units", "description": "Units are stated"} '
-        ...               '{"title": "...", "description": "$x"} {"title": "Units"}')
+        ...               '{"title": "...", "description": "The step ..."} {"title": "Units"}')
         ['Units', 'Units are stated']
     """
     seen: dict[str, None] = {}
     for match in _FIELD.finditer(text):
         value = json.loads(match.group(1)).strip()
-        if not value or "$" in value or set(value) <= {".", " ", "…"}:
+        if not value or "$" in value or "..." in value or "…" in value:
             continue
         if value.startswith("<") and value.endswith(">"):
             continue

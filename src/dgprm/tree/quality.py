@@ -289,7 +289,7 @@ _COMPARISON_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     for p in (
         # "the better solution", "the other answer", "the rejected response"
         r"\b(?:better|worse|worst|best|chosen|rejected|preferred|winning|losing|other|"
-        r"first|second|former|latter)\s+"
+        r"first|second|former|latter|good|flawed|faulty)\s+"
         r"(?:solutions?|answers?|responses?|trajector(?:y|ies)|attempts?|ones?)\b",
         # "Solution A", "response 2" (upper-case letters only: "answer a question" is fine)
         r"\b(?:solution|answer|response|trajectory|attempt|candidate|option)\s+"
