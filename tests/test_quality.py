@@ -183,6 +183,43 @@ def test_problem_terms_extends_with_generic_words() -> None:
     assert {"1.24", "1.82"} <= problem_terms(PENCILS)
 
 
+@pytest.mark.parametrize(
+    "criterion",
+    [
+        ("}]}, {style:'bold'}, {", "The process is based upon the given conditions"),
+        ("<h1>Step 3", "Each rule applies to a single step"),
+        ("Formula", "The step uses $a^2 + b^2$ for the sum of squares"),
+        ("Fractions", "The step writes \\frac for every division"),
+    ],
+)
+def test_markup_debris_is_rejected(criterion: tuple[str, str]) -> None:
+    assert reasons([criterion]) == ["markup"]
+
+
+def test_markup_rule_keeps_prices_and_brackets() -> None:
+    ok = [
+        ("Currency", "Amounts such as $5 keep their currency sign"),
+        ("Units", "Units (such as m/s) are consistent"),
+        ("[A] Signs", "Signs are kept"),
+    ]
+    assert reasons(ok, BOOKS) == [None, None, None]
+    assert gate_criteria(ok, question=BOOKS)[2].title == "Signs"
+
+
+def test_copied_from_solution() -> None:
+    steps = [
+        "Subtraction works the same in base $9$ as in base $10$.",
+        "So we just find the difference of the numbers in the right column.",
+    ]
+    criteria = [
+        ("Columns", "We just find the difference of the numbers in each column"),
+        ("Columns", "Each column is handled from right to left"),
+    ]
+    assert reasons(criteria, solutions=steps) == ["copied_from_solution", None]
+    assert reasons(criteria) == [None, None]
+    assert reasons(criteria, solutions=steps, copy_run=20) == [None, None]
+
+
 def test_near_duplicates_keep_the_first() -> None:
     criteria = [
         ("Arithmetic", "Each calculation gives the correct result"),
@@ -248,6 +285,8 @@ def test_every_reason_is_documented_and_counted() -> None:
         ("Better", "The better solution is better"),
         ("Example", "Each arithmetic operation is carried out correctly"),
         ("Price", "A pencil costs 29 cents"),
+        ("Debris", '{"title": "Units are consistent"}'),
+        ("Copy", "To solve this system, subtract the first equation from the second"),
         ("Arithmetic", "Each calculation gives the correct result"),
         ("Arithmetic", "Each calculation gives the correct result."),
     ]
@@ -255,10 +294,11 @@ def test_every_reason_is_documented_and_counted() -> None:
         criteria,
         question=PENCILS,
         prompt_examples=["Each arithmetic operation is carried out correctly"],
+        solutions=["To solve this system, let's subtract the first equation from the second."],
     )
     counts = rejection_counts(verdicts)
     assert set(counts) == set(REASONS)
-    assert sum(counts.values()) == 7
+    assert sum(counts.values()) == 9
     assert all(v.message for v in verdicts if not v.keep)
     assert [v.keep for v in verdicts].count(True) == 1
 

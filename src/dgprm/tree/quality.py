@@ -11,11 +11,15 @@ reason code (see :data:`REASONS`), criteria that are
   (``"1.1.1.1"``) or of words (``"the the the"``, ``"is correct is correct"``);
 - ``too_few_words``: fewer than ``min_words`` distinct alphabetic words in
   title and description together (``"Units are consistent"`` has three and passes);
+- ``markup``: JSON, HTML or LaTeX debris (``{``, ``}``, ``<``, ``>``, ``$…$``), which a
+  weak model leaks into strings when sampling penalties push it off the format;
 - ``comparison``: a comparison between solutions (``"the better solution…"``,
   ``"than the other solution"``, ``"Solution B"``) instead of a requirement on a step;
 - ``prompt_example``: a copy of one of the prompt's own example criteria;
 - ``copied_from_problem``: a multi-digit number, a name or an uncommon word of
   the question (``"pencil"``, ``"Pandora"``, ``"1.24"``);
+- ``copied_from_solution``: a run of ``copy_run`` or more words taken from one of
+  the pair's solution steps (when ``solutions`` are given);
 - ``duplicate``: token-set Jaccard similarity ``>= duplicate_jaccard`` with an
   earlier kept criterion of the same call (the first one is kept).
 
@@ -46,9 +50,11 @@ REASONS: dict[str, str] = {
     "empty": "nothing left after cleaning",
     "repetition": "repeated characters, patterns or words",
     "too_few_words": "too few real words",
+    "markup": "contains JSON, HTML or LaTeX debris",
     "comparison": "compares solutions instead of stating a requirement on a step",
     "prompt_example": "copies an example criterion of the prompt",
     "copied_from_problem": "copies a number, name or uncommon word of the problem",
+    "copied_from_solution": "copies a run of words from a solution step",
     "duplicate": "near-duplicate of an earlier criterion of the same pair",
 }
 """Every reason code the gate can give, with its meaning."""
@@ -92,6 +98,7 @@ _PREFIX = re.compile(
       | \(?[a-zA-Z][.)]\s+                                                          # a)  b.
       | [-*•·–—+>]+\s*                                                              # bullets
       | \#+\s*                                                                      # headings
+      | \[[A-Za-z0-9]{1,3}\]\s*                                                     # [A] [2]
     )""",
     re.IGNORECASE | re.VERBOSE,
 )
@@ -388,6 +395,14 @@ def problem_terms(question: str, *, generic_words: Collection[str] = ()) -> set[
     return terms
 
 
+_MARKUP = re.compile(r"[{}<>\\]|\$[^$\s][^$]*\$")
+
+
+def _word_runs(text: str, n: int) -> set[tuple[str, ...]]:
+    tokens = [w.casefold() for w in words(text)]
+    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+
+
 def _copied(text: str, terms: set[str]) -> str | None:
     for n in _NUMBER.findall(text):
         if n in terms:
@@ -409,12 +424,16 @@ def gate_criteria(
     min_words: int = 3,
     duplicate_jaccard: float = 0.8,
     generic_words: Collection[str] = (),
+    solutions: Iterable[str] = (),
+    copy_run: int = 6,
 ) -> list[GateVerdict]:
     """Clean and check the ``(title, description)`` criteria one judge call wrote for one pair.
 
     Returns one :class:`GateVerdict` per input, in order. ``question`` is the
     pair's problem; ``prompt_examples`` are the example criterion texts shown in
-    the judge prompt (see :func:`dgprm.prompts.examples.example_criteria`).
+    the judge prompt (see :func:`dgprm.prompts.examples.example_criteria`);
+    ``solutions`` are the pair's solution steps (both sides), for the
+    ``copied_from_solution`` rule.
 
     Example:
         >>> vs = gate_criteria(
@@ -431,12 +450,24 @@ def gate_criteria(
     examples = [e for e in (clean_text(x) for x in prompt_examples) if e]
     example_norms = {_normal(e) for e in examples}
     terms = problem_terms(question, generic_words=generic_words)
+    runs: set[tuple[str, ...]] = set()
+    for step in solutions:
+        runs |= _word_runs(step, copy_run)
     kept: list[str] = []
     verdicts: list[GateVerdict] = []
     for raw_title, raw_description in criteria:
         title, description = clean_text(raw_title), clean_text(raw_description)
         reason, message = _check(
-            title, description, kept, examples, example_norms, terms, min_words, duplicate_jaccard
+            title,
+            description,
+            kept,
+            examples,
+            example_norms,
+            terms,
+            runs,
+            copy_run,
+            min_words,
+            duplicate_jaccard,
         )
         if reason is None:
             kept.append(f"{title}. {description}")
@@ -451,6 +482,8 @@ def _check(
     examples: list[str],
     example_norms: set[str],
     terms: set[str],
+    runs: set[tuple[str, ...]],
+    copy_run: int,
     min_words: int,
     duplicate_jaccard: float,
 ) -> tuple[str | None, str]:
@@ -463,6 +496,9 @@ def _check(
     distinct = {w.casefold() for p in parts for w in words(p) if _real(w)}
     if len(distinct) < min_words:
         return "too_few_words", f"{len(distinct)} distinct real words, need {min_words}"
+    for part in parts:
+        if m := _MARKUP.search(part):
+            return "markup", f"markup {m.group(0)!r}"
     for part in parts:
         for pattern in _COMPARISON_PATTERNS:
             if m := pattern.search(part):
@@ -480,6 +516,10 @@ def _check(
     for part in parts:
         if term := _copied(part, terms):
             return "copied_from_problem", f"copies {term!r} from the problem"
+    if runs:
+        for part in parts:
+            if shared := sorted(_word_runs(part, copy_run) & runs):
+                return "copied_from_solution", f"copies {' '.join(shared[0])!r} from a solution"
     text = f"{title}. {description}"
     for earlier in kept:
         if (score := jaccard(text, earlier)) >= duplicate_jaccard:
