@@ -26,6 +26,13 @@ reason code (see :data:`REASONS`), criteria that are
 Rules are checked in that order and a verdict carries the first failing one.
 The gate is a pure function: same input, same verdicts.
 
+Use in tree building: call it on the judge's criteria of one pair, with
+``question=pair.question``, ``solutions=pair.chosen_steps + pair.rejected_steps`` and
+``prompt_examples=example_criteria("judge")``; send only the kept (cleaned)
+criteria to the LLM validator, and store each verdict's :meth:`GateVerdict.to_dict`
+beside the raw text and the validator's verdict. Passing no ``prompt_examples``
+turns the ``prompt_example`` rule off.
+
 Example:
     >>> verdicts = gate_criteria(
     ...     [("2. Correct arithmetic", "Each calculation gives the right result."),
