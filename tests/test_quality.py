@@ -250,17 +250,23 @@ def test_duplicate_threshold_is_configurable() -> None:
 
 
 def test_prompt_examples_are_rejected_verbatim_and_near_verbatim() -> None:
-    examples = ["Correct arithmetic", "Each arithmetic operation is carried out correctly"]
+    examples = [
+        "Correct arithmetic",
+        "Each arithmetic operation is carried out correctly",
+        "Values are derived from the stated facts instead of being guessed",
+    ]
     criteria = [
         ("Correct arithmetic", "Each arithmetic operation is carried out correctly."),
         ("Accuracy", "each arithmetic operation is carried out correctly"),
         ("Correct arithmetic", "Each sum and product in the step is right"),
         ("Each arithmetic operation is carried out correctly", "The step has no slips"),
+        ("No guessing", "Values are derived from the stated facts rather than being guessed"),
     ]
     assert reasons(criteria, prompt_examples=examples) == [
         "prompt_example",
         "prompt_example",
         None,
+        "prompt_example",
         "prompt_example",
     ]
 

@@ -222,11 +222,11 @@ _STOPWORDS = frozenset(
         """a about above after again against all also am an and any are as at be because been
     before being below between both but by can could did do does doing done down during each
     either else every few for from further had has have having he her here hers him his how
-    however i if in into is it its itself just let lets let's may me might more most much must
-    my neither no nor not now of off on once one only or other our out over own per same shall
-    she should so some such than that the their them then there these they this those through
-    thus to too under until up upon us very was we were what when where whether which while
-    who whom whose why will with within without would yes yet you your"""
+    however i if in instead into is it its itself just let lets let's may me might more most
+    much must my neither no nor not now of off on once one only or other our out over own per
+    same shall rather she should so some such than that the their them then there these they
+    this those through thus to too under until up upon us very was we were what when where
+    whether which while who whom whose why will with within without would yes yet you your"""
     )
 )
 
