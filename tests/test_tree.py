@@ -35,9 +35,9 @@ def test_build_makes_two_calls_per_pair_and_merges_identical_criteria(pairs, scr
     assert report.raw_criteria == 8 and report.kept_criteria == 8
     assert sorted(len(c.members) for c in tree.children) == [4, 4]
     assert all(len(c.sources) == 4 for c in tree.children)
-    assert {c.text for c in tree.children} == {
-        "Correct arithmetic: Each step handles arithmetic correctly.",
-        "Correct equations: Each step handles equations correctly.",
+    assert {c.text for c in tree.children} == {  # cleaned: no trailing full stop
+        "Correct arithmetic: Each step handles arithmetic correctly",
+        "Correct equations: Each step handles equations correctly",
     }
     assert tree.manifest["usage"]["llm_calls"] == len(backend.requests)
     assert tree.vectors.shape == (len(tree.nodes) + 8, 32)
@@ -190,3 +190,37 @@ def test_validator_rejections_are_kept_for_provenance_but_not_clustered(pairs, s
     assert report.kept_criteria == 4 and len(tree.criteria) == 8
     assert {c.reason for c in tree.criteria if not c.kept} == {"vague"}
     assert len(tree.children) == 1
+
+
+def test_the_quality_gate_runs_before_the_validator_and_its_reasons_are_kept(pairs, tmp_path):
+    import json as _json
+
+    from tests.conftest import ScriptedBackend
+
+    def answers(request):
+        if request.template.startswith("judge"):
+            criteria = [
+                {"title": "Better", "description": "The better solution is better than the worse"},
+                {"title": "1.1.1.1.1", "description": "1.1.1.1.1.1.1.1"},
+                {"title": "Units", "description": "Units are consistent"},
+            ]
+            return _json.dumps({"criteria": criteria})
+        return tree_answers(request)
+
+    backend = ScriptedBackend(answers)
+    from dgprm.llm import LLMClient
+
+    tree, report = build(pairs[:1], LLMClient(backend))
+    gates = [c.gate["reason"] if c.gate else None for c in tree.criteria]
+    assert gates == ["comparison", "repetition", None]
+    validate = [r for r in backend.requests if r.template.startswith("validate")]
+    assert (
+        len(validate) == 1
+        and "[0] Units: Units are consistent" in validate[0].messages[-1]["content"]
+        and "[1]" not in validate[0].messages[-1]["content"]
+    )  # only what passed the gate
+    assert report.gate_rejected == {"comparison": 1, "repetition": 1}
+    assert dict(report.rows())["rejected by the quality gate"].startswith("2 (")
+    assert [c.kept for c in tree.criteria] == [False, False, True]
+    saved = RewardTree.load(tree.save(tmp_path / "t"))
+    assert saved.criteria[0].gate == tree.criteria[0].gate  # kept beside the verdicts

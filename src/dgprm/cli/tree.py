@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -35,6 +36,13 @@ def _print_build(title: str, report, out: Path) -> None:
     print_summary(title, [*report.rows(), ("artifact", str(out))])
     for failure in report.failures[:5]:
         console.print(f"[yellow]error[/] {failure.stage}: {failure.reason}")
+    if report.raw_criteria and not report.kept_criteria:
+        console.print(
+            "[yellow]no criterion passed[/] the quality gate and the validator (reasons above "
+            "and in tree.json). A weak judge such as the embedded SmolLM2-135M writes "
+            "comparisons, repetitions or copies; point --llm at a capable model. To try "
+            "scoring meanwhile, use the hand-written tree src/dgprm/samples/tree."
+        )
 
 
 @app.command("build")
@@ -176,6 +184,13 @@ def show(
         if len(ordered) > children:
             branch.add(f"[dim]… {len(ordered) - children} more[/]")
     Console().print(root)
+    if not loaded.parents:
+        rejected = Counter(c.gate["reason"] for c in loaded.criteria if c.gate)
+        shown = ", ".join(f"{why} {n}" for why, n in rejected.most_common()) or "none"
+        Console().print(
+            f"no criteria yet: {len(loaded.criteria)} written, rejected by the quality gate: "
+            f"{shown}; see tree.json for each criterion's reason"
+        )
 
 
 @app.command("export")

