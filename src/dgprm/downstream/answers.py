@@ -156,7 +156,8 @@ def parse_solution(text: str, record: TaskRecord, max_steps: int = MAX_STEPS) ->
     Steps are the "Step N:" blocks (else the paragraphs, else the lines) before the
     last answer line; the answer line itself is appended as the last step, so a PRM
     sees the conclusion. Steps beyond ``max_steps`` are joined into the last reasoning
-    step (nothing is dropped); text after the answer line is dropped.
+    step; text before the first "Step N:" label (a preamble) and after the answer line
+    is dropped.
 
     Example:
         >>> r = TaskRecord(id="q", question="Is ice cold?", answer="yes")
