@@ -197,7 +197,8 @@ class HFBackend:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
 
-    def _load(self) -> tuple[Any, Any]:
+    def load(self) -> tuple[Any, Any]:
+        """The model (on its device, in eval mode) and tokenizer, loaded once."""
         if self._model is not None:
             return self._model, self._tokenizer
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -251,7 +252,7 @@ class HFBackend:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
-        model, tokenizer = self._load()
+        model, tokenizer = self.load()
         eos = self._eos_ids(model, tokenizer)
         texts = [self._prompt(tokenizer, r) for r in requests]
         encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -292,7 +293,7 @@ class HFBackend:
         """Generate for ``requests``; a failing batch is split in halves and retried (a
         batch too large for the device), a failing single request is its own error."""
         with self._lock:
-            model, tokenizer = self._load()
+            model, tokenizer = self.load()
             limit = self._limit(model)
         results: list[Completion | Exception | None] = [None] * len(requests)
         runnable = []
