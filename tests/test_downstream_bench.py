@@ -277,3 +277,15 @@ def test_task_pairs_without_an_incorrect_solution_make_no_pair(scripted_client, 
         task_pairs(RECORDS[:2], tmp_path / "p.jsonl", policy=client, domain="arc-c", n=2)
     )
     assert (report.pairs, report.without_pair, report.correct) == (0, 2, 4)
+
+
+def test_beam_alone_samples_no_whole_solutions(scripted_client, tmp_path):
+    client, backend = scripted_client(answers)
+    options = DownstreamOptions(
+        task="arc-c", prms=("critic",), strategies=("beam",), ns=(2,), beam_expansions=2
+    )
+    report = run(client, tmp_path / "run", RECORDS[:1], options)
+    assert report.candidates == 0 and set(backend.stages()) == {"solve_step", "score"}
+    beam = result(report.results, "critic", "beam", 2)
+    assert (beam["accuracy"], beam["cost"]["llm_calls"]) == (1.0, 8)
+    assert [e["strategy"] for e in report.results["results"]] == ["beam"]

@@ -199,18 +199,13 @@ def _pick_row(prm: str, strategy: str, n: int, pick: Pick, gold: str) -> dict[st
 
 
 async def _score_candidates(
-    named: NamedPRM, question: str, candidates: list[Candidate]
+    named: NamedPRM, question: str, candidates: list[Candidate], counter: LLMClient
 ) -> list[dict[str, Any]]:
     async def one(c: Candidate) -> dict[str, Any]:
         if c.answer is None or not c.steps:
             return {"skipped": "no extractable answer" if c.error is None else "policy error"}
-        with_ledger = getattr(named.prm, "client", None)
         started = time.perf_counter()
-        if isinstance(with_ledger, LLMClient):
-            with with_ledger.scoped() as usage:
-                rewards = await named.prm.ascore(question, c.steps)
-        else:
-            usage = Ledger()
+        with counter.scoped() as usage:  # a scope counts the calls of every client
             rewards = await named.prm.ascore(question, c.steps)
         entry: dict[str, Any] = {
             "rewards": [r.to_dict() for r in rewards],
@@ -280,17 +275,21 @@ async def run_question(
     searches, the greedy solution, the picks; one line of ``predictions.jsonl``."""
     question = render_question(record)
     seconds: dict[str, float] = {}
-    started = time.perf_counter()
-    candidates = await sample_solutions(
-        policy,
-        record,
-        options.n_max,
-        temperature=options.temperature,
-        seed=options.seed,
-        max_tokens=options.max_tokens,
-        max_steps=options.max_steps,
-    )
-    seconds["sample"] = time.perf_counter() - started
+    sampled = {"majority", "best-of-n", "weighted"} & set(options.strategies)
+    scored = {"best-of-n", "weighted"} & set(options.strategies)
+    candidates: list[Candidate] = []
+    if sampled:  # beam search alone samples its own steps
+        started = time.perf_counter()
+        candidates = await sample_solutions(
+            policy,
+            record,
+            options.n_max,
+            temperature=options.temperature,
+            seed=options.seed,
+            max_tokens=options.max_tokens,
+            max_steps=options.max_steps,
+        )
+        seconds["sample"] = time.perf_counter() - started
     row: dict[str, Any] = {
         "id": record.id,
         "question": record.question,
@@ -302,19 +301,21 @@ async def run_question(
     }
     errors = [f"candidate {c.index}: {c.error}" for c in candidates if c.error]
     for named in prms:
-        started = time.perf_counter()
-        row["scores"][named.name] = await _score_candidates(named, question, candidates)
-        seconds[f"score:{named.name}"] = time.perf_counter() - started
-        errors += [
-            f"{named.name} candidate {i}: {e['error']}"
-            for i, e in enumerate(row["scores"][named.name])
-            if "error" in e
-        ]
+        if scored:
+            started = time.perf_counter()
+            entries = await _score_candidates(named, question, candidates, policy)
+            seconds[f"score:{named.name}"] = time.perf_counter() - started
+            row["scores"][named.name] = entries
+            errors += [
+                f"{named.name} candidate {i}: {e['error']}"
+                for i, e in enumerate(entries)
+                if "error" in e
+            ]
         if "beam" in options.strategies:
             row["beams"][named.name] = {}
             for n in options.ns:
                 started = time.perf_counter()
-                with policy.scoped() as usage:  # counts every client's calls in this block
+                with policy.scoped() as usage:  # policy and PRM calls alike
                     result = await beam_search(policy, named.prm, record, options.beam(n))
                 beam = result.to_dict()
                 beam["usage"] = _usage(usage)
