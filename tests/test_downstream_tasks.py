@@ -179,6 +179,10 @@ def test_malformed_json_array_names_the_line(tmp_path):
         ("Planetary days will become shorter", "C"),
         ("planetary days will become shorter.", "C"),
         ("C Planetary days will become shorter.", "C"),
+        ("indeed (C).", "C"),  # one label cited in parentheses
+        ("(C), not (A)", "C"),  # a label alone first wins
+        ("either (C) or (A)", None),  # two cited labels: ambiguous
+        ("see (x) and (C)", "C"),  # (x) is no label
         ("A planet spins faster", None),  # "A" is an article here, not the label
         ("E", None),  # not a choice
         ("days", None),

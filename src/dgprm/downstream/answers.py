@@ -13,8 +13,9 @@ answer:", "The (final|correct) answer is", optionally after "Step N:" and markdo
 - choice: a label alone ("C", "(C)", "C.", "C)", "Option C"), a label followed by
   ``.`` ``)`` ``:`` or ``,`` and any text ("C) Planetary days ..."), a label followed by
   a space and that choice's own text; else the whole text equal to exactly one
-  choice's text (case and end punctuation ignored). "A planet ..." is *not* read
-  as label A unless the rest is choice A's text.
+  choice's text (case and end punctuation ignored); else the one label cited in
+  parentheses ("indeed (C)"; two different ones are ambiguous). "A planet ..." is
+  *not* read as label A unless the rest is choice A's text.
 - yes/no: the first word is yes/true (→ ``yes``) or no/false (→ ``no``).
 """
 
@@ -131,7 +132,11 @@ def extract_answer(text: str | None, record: TaskRecord) -> str | None:
     if loose and loose[1] in labels and _norm(loose[2]) == texts[labels[loose[1]]]:
         return labels[loose[1]]
     by_text = [label for label, t in texts.items() if t and t == _norm(body)]
-    return by_text[0] if len(by_text) == 1 else None
+    if len(by_text) == 1:
+        return by_text[0]
+    found = re.findall(r"\(\s*([A-Za-z0-9])\s*\)", body)
+    cited = {labels[m.upper()] for m in found if m.upper() in labels}
+    return cited.pop() if len(cited) == 1 else None
 
 
 def _split_steps(lines: list[str]) -> list[str]:
