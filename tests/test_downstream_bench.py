@@ -156,6 +156,9 @@ def test_an_interrupted_run_resumes_and_reports_every_question(scripted_client, 
 def test_a_run_directory_refuses_another_configuration(scripted_client, tmp_path):
     client, _ = scripted_client(answers)
     run(client, tmp_path / "run", RECORDS[:1])
+    # concurrency decides no result: changing it continues the run
+    faster = DownstreamOptions(**{**OPTIONS.__dict__, "concurrency": 1})
+    assert run(client, tmp_path / "run", RECORDS[:1], faster).skipped == 1
     other = DownstreamOptions(task="arc-c", prms=("none", "critic"), ns=(1, 2), max_steps=3)
     with pytest.raises(InputError, match="another configuration"):
         run(client, tmp_path / "run", RECORDS[:1], other)

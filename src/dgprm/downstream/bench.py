@@ -150,7 +150,12 @@ class DownstreamOptions:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """The options that decide the results (for ``run.json``; not ``concurrency``)."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in asdict(self).items()
+            if k != "concurrency"
+        }
 
 
 @dataclass
