@@ -191,6 +191,29 @@ TABLE_HEADER = (
 )
 
 
+_AGG_COLOURS = {"min": "tab:blue", "last": "tab:orange", "prod": "tab:green", "mean": "tab:red"}
+
+
+def _style(owner: str, strategy: str) -> dict[str, Any]:
+    """Line style: majority grey, beam purple squares; best-of-N solid and weighted vote
+    dashed, one colour per aggregation.
+
+    Example:
+        >>> _style("critic", "weighted/min")["ls"], _style("none", "majority")["color"]
+        ('--', 'grey')
+    """
+    if owner == "none":
+        return {"color": "grey", "marker": "o", "alpha": 0.8}
+    if strategy == "beam":
+        return {"color": "tab:purple", "marker": "s", "lw": 2}
+    kind, _, agg = strategy.partition("/")
+    return {
+        "color": _AGG_COLOURS.get(agg, "black"),
+        "marker": "o" if kind == "best-of-n" else "^",
+        "ls": "-" if kind == "best-of-n" else "--",
+    }
+
+
 def save_chart(path: str | Path, results: dict[str, Any]) -> None:
     """Accuracy against N: one panel per PRM, one line per strategy (the policy alone,
     greedy, dashed; majority vote in grey on every panel for reference)."""
@@ -216,8 +239,7 @@ def save_chart(path: str | Path, results: dict[str, Any]) -> None:
             if strategy == "greedy":
                 ax.axhline(ys[0], color="black", ls="--", lw=1, label="greedy (policy alone)")
                 continue
-            style = {"color": "grey", "alpha": 0.7} if owner == "none" and prm != "none" else {}
-            ax.plot([e["n"] for e in points], ys, marker="o", label=strategy, **style)
+            ax.plot([e["n"] for e in points], ys, label=strategy, **_style(owner, strategy))
         ax.set_title(f"PRM: {prm}")
         ax.set_xscale("log", base=2)
         ax.set_xticks(ns, [str(n) for n in ns])
