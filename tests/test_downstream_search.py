@@ -273,6 +273,14 @@ def test_beam_search_drops_children_whose_scoring_failed(scripted_client):
     result = asyncio.run(beam_search(policy, critic, RECORD, BeamOptions(1, 2, max_steps=3)))
     assert len(result.scoring_errors) == 1 and "unparseable" in result.scoring_errors[0]
     assert result.pick.answer == "B"
+    # every child's scoring fails: nothing finishes, and the pick says why
+    judge, _ = scripted_client(lambda r: "not json")
+    critic = StepScorer(None, judge, None, Settings(), mode="no-tree")
+    result = asyncio.run(beam_search(policy, critic, RECORD, BeamOptions(1, 2, max_steps=3)))
+    assert (result.iterations, result.finished, result.pick.answer) == (1, [], None)
+    assert (
+        result.pick.reason == "no beam finished (2 scorings failed, 0 policy errors, 0 empty steps)"
+    )
 
 
 def test_beam_width_and_expansions_for_n():

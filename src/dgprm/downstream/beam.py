@@ -42,6 +42,8 @@ from dgprm.llm import LLMClient, LLMFailure
 from dgprm.records import InputError
 from dgprm.scoring import StepReward
 
+NO_BEAM = "no beam finished"
+
 
 @dataclass(frozen=True)
 class BeamOptions:
@@ -215,5 +217,12 @@ async def beam_search(
         active = sorted(going, key=lambda c: -(c.score or 0.0))[: o.width]
         if not active or len(result.finished) >= o.n:
             break
+    if not result.finished:
+        dropped = (
+            f"{len(result.scoring_errors)} scorings failed, {result.policy_errors} policy "
+            f"errors, {result.empty_steps} empty steps"
+        )
+        result.pick = Pick(None, reason=f"{NO_BEAM} ({dropped})")
+        return result
     result.pick = best_of_n([b.answer for b in result.finished], [b.score for b in result.finished])
     return result
