@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from dgprm.data import prmbench_pairs
+from dgprm.downstream.tasks import DIRECTORIES, FILES, sample_file
 from dgprm.files import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +28,28 @@ def short_records(path: Path, count: int, max_steps: int = 8) -> list[dict]:
         if len(rows) == count:
             break
     return rows
+
+
+def task_samples(shared: Path, count: int = 4) -> int:
+    """The first ``count`` records of every split of each downstream task, unchanged (in
+    their source format, so the same loaders read them); the ARC test sample also gets the
+    first record with numeric choice labels."""
+    written = 0
+    for task, splits in FILES.items():
+        directory = shared / DIRECTORIES[task]
+        for split, name in splits.items():
+            target = sample_file(task, split)
+            if name.endswith(".jsonl"):
+                rows = [json.loads(line) for line in (directory / name).open(encoding="utf-8")]
+                picks = rows[:count]
+                if split == "test":
+                    picks += [r for r in rows if r["answerKey"].isdigit()][:1]
+                write_jsonl(target, picks)
+            else:
+                picks = json.loads((directory / name).read_text(encoding="utf-8"))[:count]
+                target.write_text(json.dumps(picks, ensure_ascii=False, indent=1) + "\n")
+            written += len(picks)
+    return written
 
 
 def main() -> None:
@@ -58,6 +81,7 @@ def main() -> None:
         [{"id": f"{i['id']}/1", "question": i["problem"], "steps": i["steps"][:1]} for i in picks],
     )
     print(f"{len(records)} PRMBench records, {len(chosen)} pairs, {len(picks)} ProcessBench items")
+    print(f"{task_samples(shared)} downstream task records")
 
 
 if __name__ == "__main__":

