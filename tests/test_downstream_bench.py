@@ -8,14 +8,14 @@ import json
 
 import pytest
 
-from dgprm.config import Settings
 from dgprm.downstream.bench import DownstreamOptions, bench_downstream, strategy_picks
 from dgprm.downstream.pairs import sampled_path, task_pairs
 from dgprm.downstream.prm import make_prms
 from dgprm.downstream.results import summarize, table_rows, wilson_interval
 from dgprm.downstream.tasks import Choice, TaskRecord
+from dgprm.errors import InputError
 from dgprm.llm import ChatRequest, PermanentLLMError
-from dgprm.records import InputError, PreferencePair, read_records
+from dgprm.records import PreferencePair, read_records
 from tests.conftest import user_text
 from tests.test_downstream_search import critic_answers, step_policy
 
@@ -63,7 +63,7 @@ SOURCE = {"task": "arc-c", "split": "test", "data": "constructed"}
 
 
 def run(client, out, records=RECORDS, options=OPTIONS, **kwargs):
-    prms = make_prms(list(options.scorers), judge=client, settings=Settings())
+    prms = make_prms(list(options.scorers), judge=client)
     return asyncio.run(
         bench_downstream(
             records, out, options=options, policy=client, prms=prms, source=SOURCE, **kwargs

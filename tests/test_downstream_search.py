@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from dgprm.config import Settings
+from dgprm.config import ScoringConfig
 from dgprm.downstream.beam import BeamOptions, beam_search
 from dgprm.downstream.policy import sample_solutions
 from dgprm.downstream.prm import (
@@ -28,8 +28,8 @@ from dgprm.downstream.strategies import (
     weighted_vote,
 )
 from dgprm.downstream.tasks import Choice, TaskRecord
+from dgprm.errors import InputError
 from dgprm.llm import ChatRequest, ResponseCache
-from dgprm.records import InputError
 from dgprm.scoring import StepReward, StepScorer
 from tests.conftest import user_text
 
@@ -116,15 +116,14 @@ def critic_answers(request: ChatRequest) -> str:
 
 def test_the_three_prms_plug_into_the_protocol(scripted_client):
     client, _ = scripted_client(lambda r: "{}")
-    settings = Settings()
-    named = make_prms(["critic", "orm", "none"], judge=client, settings=settings)
+    named = make_prms(["critic", "orm", "none"], judge=client)
     assert [p.name for p in named] == ["critic", "orm"]
     assert all(isinstance(p.prm, PRM) for p in named)
     assert isinstance(named[0].prm, StepwisePRM) and not isinstance(named[1].prm, StepwisePRM)
     with pytest.raises(InputError, match="needs --tree"):
-        make_prms(["dgprm"], judge=client, settings=settings)
+        make_prms(["dgprm"], judge=client)
     with pytest.raises(InputError, match="unknown PRM"):
-        make_prms(["prm800k"], judge=client, settings=settings)
+        make_prms(["prm800k"], judge=client)
 
 
 def test_outcome_judge_scores_the_whole_solution_once(scripted_client):
@@ -135,7 +134,7 @@ def test_outcome_judge_scores_the_whole_solution_once(scripted_client):
         return json.dumps({"score": 7 if "Ice" in user_text(request) else 1})
 
     client, backend = scripted_client(answer)
-    judge = OutcomeJudge(client, Settings())
+    judge = OutcomeJudge(client)
     got = asyncio.run(judge.ascore("Which melts?", ["Ice melts.", "Answer: B"]))
     assert [(r.index, r.reward, r.label) for r in got] == [(1, 0.7, True)]
     assert backend.stages() == ["outcome"] and "Step 2: Answer: B" in seen[0]
@@ -144,7 +143,7 @@ def test_outcome_judge_scores_the_whole_solution_once(scripted_client):
 
 def test_outcome_judge_failure_is_an_error_not_a_score(scripted_client):
     client, _ = scripted_client(lambda r: "no idea")
-    got = asyncio.run(OutcomeJudge(client, Settings()).ascore("q?", ["s"]))
+    got = asyncio.run(OutcomeJudge(client).ascore("q?", ["s"]))
     assert got[0].reward is None and got[0].error.startswith("orm: unparseable")
     assert solution_score(got, "last") is None and client.ledger.errors == 1
 
@@ -210,7 +209,7 @@ def step_policy(request: ChatRequest) -> str:
 def beam_clients(scripted_client):
     policy, policy_backend = scripted_client(step_policy)
     judge, judge_backend = scripted_client(critic_answers)
-    critic = StepScorer(None, judge, None, Settings(), mode="no-tree")
+    critic = StepScorer(None, judge, None, ScoringConfig(mode="no-tree"))
     return policy, policy_backend, judge, judge_backend, critic
 
 
@@ -269,13 +268,13 @@ def test_beam_search_drops_children_whose_scoring_failed(scripted_client):
         return "not json" if "Rock" in user_text(request) else critic_answers(request)
 
     judge, _ = scripted_client(broken)
-    critic = StepScorer(None, judge, None, Settings(), mode="no-tree")
+    critic = StepScorer(None, judge, None, ScoringConfig(mode="no-tree"))
     result = asyncio.run(beam_search(policy, critic, RECORD, BeamOptions(1, 2, max_steps=3)))
     assert len(result.scoring_errors) == 1 and "unparseable" in result.scoring_errors[0]
     assert result.pick.answer == "B"
     # every child's scoring fails: nothing finishes, and the pick says why
     judge, _ = scripted_client(lambda r: "not json")
-    critic = StepScorer(None, judge, None, Settings(), mode="no-tree")
+    critic = StepScorer(None, judge, None, ScoringConfig(mode="no-tree"))
     result = asyncio.run(beam_search(policy, critic, RECORD, BeamOptions(1, 2, max_steps=3)))
     assert (result.iterations, result.finished, result.pick.answer) == (1, [], None)
     assert (

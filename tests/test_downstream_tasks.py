@@ -16,7 +16,7 @@ from dgprm.downstream.tasks import (
     sample_file,
     task_file,
 )
-from dgprm.records import InputError
+from dgprm.errors import InputError
 from tests.conftest import SHARED
 
 ARC = TaskRecord(

@@ -227,3 +227,105 @@ def processbench(
             )
     table.add_row("average", "", "", f"{result.results['average_f1']:.1f}", "", "")
     Console().print(table)
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+@app.command("downstream")
+def downstream(
+    out: RunDirOpt,
+    task: Annotated[str, typer.Option(help="arc-c | strategyqa | qasc.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="The task's data directory (or its parent). Default: packaged samples."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="train | dev | test (as the task provides).")] = "test",
+    limit: LimitOpt = None,
+    policy: Annotated[
+        str, typer.Option(help="Policy LLM that solves the questions: any --llm spec or hf:DIR.")
+    ] = "embedded",
+    tree: Annotated[Path | None, typer.Option(help="Reward tree (PRM dgprm).")] = None,
+    prm: Annotated[
+        str, typer.Option(help="PRMs to compare: dgprm,critic,orm,none.")
+    ] = "none,critic",
+    strategy: Annotated[
+        str, typer.Option(help="majority,best-of-n,weighted,beam (greedy is always run).")
+    ] = "majority,best-of-n,weighted,beam",
+    n: Annotated[
+        str, typer.Option("--n", help="Numbers of samples, e.g. 1,4,8 (paired).")
+    ] = "1,4,8",
+    agg: Annotated[
+        str, typer.Option(help="Solution score from step rewards for best-of-n/weighted.")
+    ] = "min,last,prod,mean",
+    temperature: Annotated[float, typer.Option(help="Policy sampling temperature.")] = 0.8,
+    seed: Annotated[int, typer.Option(help="Seed of the first sample (+1 per sample).")] = 0,
+    max_tokens: Annotated[int, typer.Option(min=16, help="Tokens per sampled solution.")] = 384,
+    max_steps: Annotated[int, typer.Option(min=1, help="Steps a solution may have.")] = 8,
+    beam_expansions: Annotated[int, typer.Option(min=1, help="Beam: expansions per beam.")] = 4,
+    merge_r_phi: MergeOpt = False,
+    config: ConfigOpt = None,
+    llm: LlmOpt = None,
+    embedder: EmbedderOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    cache: CacheOpt = None,
+    timeout: TimeoutOpt = None,
+    retry_errors: RetryErrorsOpt = False,
+) -> None:
+    """Downstream accuracy of a policy guided by a PRM: greedy, majority vote, best-of-N and
+    weighted vote over N sampled solutions (paired: smaller N are prefixes), and PRM-guided
+    step-level beam search, with 95 % intervals and the LLM cost of each strategy.
+
+    Writes RUN/predictions.jsonl, results.json, chart.png and run.json (resumable).
+    """
+    from dgprm.downstream import bench as downstream_bench
+    from dgprm.downstream.bench import DownstreamOptions
+    from dgprm.downstream.results import TABLE_HEADER, table_rows
+
+    settings = load_settings(
+        config,
+        runtime=runtime_overrides(
+            llm=llm,
+            embedder=embedder,
+            concurrency=concurrency,
+            cache=cache,
+            timeout=timeout,
+        ),
+        scoring={"merge_r_phi": merge_r_phi or None},
+    )
+    options = DownstreamOptions(
+        task=task,
+        prms=_csv(prm),
+        strategies=_csv(strategy),
+        ns=tuple(int(x) for x in _csv(n)),
+        aggs=_csv(agg),
+        temperature=temperature,
+        seed=seed,
+        max_tokens=max_tokens,
+        max_steps=max_steps,
+        beam_expansions=beam_expansions,
+        concurrency=settings.runtime.concurrency,
+    )
+    report = with_progress(
+        lambda progress: downstream_bench.arun(
+            out,
+            options=options,
+            data=data,
+            split=split,
+            limit=limit,
+            policy=policy,
+            tree=tree,
+            scoring=settings.scoring,
+            runtime=settings.runtime,
+            retry_errors=retry_errors,
+            progress=progress,
+        )
+    )
+    print_summary(f"bench downstream ({task})", report.rows())
+    table = Table(title=f"{task}: accuracy (%, 95 % interval) and cost per question")
+    for column in TABLE_HEADER:
+        table.add_column(column, justify="right")
+    for row in table_rows(report.results):
+        table.add_row(*map(str, row))
+    Console().print(table)

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from dgprm.cli.common import LimitOpt, console
+from dgprm.cli.common import (
+    CacheOpt,
+    ConcurrencyOpt,
+    LimitOpt,
+    RetryErrorsOpt,
+    console,
+    print_summary,
+    with_progress,
+)
 
 app = typer.Typer(help="Convert benchmark data to dgprm records.", no_args_is_help=True)
 
@@ -72,3 +80,47 @@ def processbench_trajectories(
     check_output_file(out, TRAJECTORIES, [source])
     count = write_jsonl(out, convert(source, limit=limit))
     console.print(f"wrote {count} trajectories to {out}")
+
+
+@app.command("task-pairs")
+def task_pairs(
+    out: OutOpt,
+    task: Annotated[str, typer.Option(help="arc-c | strategyqa | qasc.")],
+    policy: Annotated[str, typer.Option(help="Policy LLM that samples solutions (--llm spec).")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="The task's data directory (or its parent). Default: packaged samples."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="train | dev | test.")] = "train",
+    limit: LimitOpt = None,
+    n: Annotated[int, typer.Option("--n", min=2, help="Solutions sampled per question.")] = 4,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0).")] = 0.8,
+    seed: Annotated[int, typer.Option(help="Seed of the first sample (+1 per sample).")] = 0,
+    concurrency: ConcurrencyOpt = None,
+    cache: CacheOpt = None,
+    retry_errors: RetryErrorsOpt = False,
+) -> None:
+    """Preference pairs from a task's questions: for each, a correct sampled solution
+    (chosen) and an incorrect one (rejected). Build a tree from them with ``dgprm tree
+    build`` (in domain), or evaluate it on another task (out of domain)."""
+    from dgprm.config import RuntimeConfig
+    from dgprm.downstream.pairs import amake_task_pairs
+
+    runtime = RuntimeConfig().replace(concurrency=concurrency, cache=cache)
+    report = with_progress(
+        lambda progress: amake_task_pairs(
+            task,
+            out,
+            data=data,
+            split=split,
+            limit=limit,
+            policy=policy,
+            runtime=runtime,
+            n=n,
+            temperature=temperature,
+            seed=seed,
+            retry_errors=retry_errors,
+            progress=progress,
+        )
+    )
+    print_summary(f"data task-pairs ({task})", [*report.rows(), ("output", str(out))])

@@ -38,8 +38,8 @@ from dgprm.downstream.policy import step_request
 from dgprm.downstream.prm import AGGREGATIONS, PRM, StepwisePRM, solution_score
 from dgprm.downstream.strategies import Pick, best_of_n
 from dgprm.downstream.tasks import TaskRecord
+from dgprm.errors import InputError
 from dgprm.llm import LLMClient, LLMFailure
-from dgprm.records import InputError
 from dgprm.scoring import StepReward
 
 NO_BEAM = "no beam finished"

@@ -11,7 +11,7 @@ Per question, in this order:
 4. the policy alone, greedy (temperature 0), when ``none`` is among the PRMs;
 5. every strategy's pick for every N; the line is appended to ``predictions.jsonl``.
 
-The run directory (:func:`dgprm.bench.runner.start_run`) also gets ``run.json``
+The run directory (:func:`dgprm.bench.rundir.start_run`) also gets ``run.json``
 (configuration, models, prompt versions, usage per invocation), ``results.json``
 (:func:`.results.summarize`) and ``chart.png``. Re-running the same call continues
 with the questions not yet in ``predictions.jsonl`` (:class:`~dgprm.records.ResumableJsonl`);
@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dgprm.bench.runner import PREDICTIONS, RunReport, record_invocation, start_run
+from dgprm.bench.rundir import PREDICTIONS, RunReport, record_invocation, start_run
+from dgprm.config import RuntimeConfig, ScoringConfig
 from dgprm.downstream.answers import render_question
 from dgprm.downstream.beam import BeamOptions, beam_search
 from dgprm.downstream.policy import (
@@ -40,18 +41,13 @@ from dgprm.downstream.prm import AGGREGATIONS, PRM_NAMES, NamedPRM, solution_sco
 from dgprm.downstream.results import save_chart, summarize
 from dgprm.downstream.strategies import Pick, best_of_n, majority_vote, weighted_vote
 from dgprm.downstream.tasks import TASKS, TaskRecord
+from dgprm.errors import InputError
+from dgprm.files import write_json
 from dgprm.llm import Ledger, LLMClient
-from dgprm.progress import NoProgress, Progress
+from dgprm.progress import Progress
 from dgprm.prompts import template_versions
-from dgprm.records import (
-    InputError,
-    ResumableJsonl,
-    earlier_run_note,
-    has_errors,
-    iter_json_lines,
-    write_json,
-)
-from dgprm.runner import for_each_bounded
+from dgprm.records import iter_json_lines
+from dgprm.runs import run_resumable
 from dgprm.scoring import StepReward
 
 STRATEGIES = ("majority", "best-of-n", "weighted", "beam")
@@ -169,9 +165,8 @@ class DownstreamReport(RunReport):
     results: dict[str, Any] = field(default_factory=dict)
 
     def rows(self) -> list[tuple[str, str]]:
-        note = earlier_run_note(self.skipped, self.skipped_with_errors, self.retried)
         return [
-            ("questions", f"{self.items} ({note})"),
+            ("questions", f"{self.items} ({self.earlier_note()})"),
             ("questions with errors", str(self.invalid)),
             (
                 "candidates sampled",
@@ -179,8 +174,7 @@ class DownstreamReport(RunReport):
                 f"{self.policy_errors} policy errors)",
             ),
             ("steps or solutions whose scoring failed", str(self.scoring_errors)),
-            *self.ledger.summary_rows(self.items, "question"),
-            ("wall time", f"{self.wall_seconds:.1f} s"),
+            *self.usage_rows(self.items, "question"),
         ]
 
 
@@ -405,41 +399,35 @@ async def bench_downstream(
     _check_prms(options, prms)
     out = Path(out)
     run = start_run(out, run_config(options, policy, prms, source))
-    progress = progress or NoProgress()
     report = DownstreamReport()
-    clients = {id(policy): policy}
-    for p in prms:
-        client = getattr(p.prm, "client", None)
-        if isinstance(client, LLMClient):
-            clients[id(client)] = client
-    before = {key: c.ledger.copy() for key, c in clients.items()}
-    started = time.perf_counter()
+    clients = [
+        policy,
+        *(p.prm.client for p in prms if isinstance(getattr(p.prm, "client", None), LLMClient)),
+    ]
     ids = {r.id for r in records}
-    with ResumableJsonl(
-        out / PREDICTIONS, failed=has_errors, retry_failed=retry_errors, among=ids
-    ) as sink:
-        todo = [r for r in records if r.id not in sink.done]
-        report.skipped = len(records) - len(todo)
-        report.skipped_with_errors, report.retried = sink.failed_kept, sink.retried
-        progress.start("questions", len(todo))
 
-        async def one(record: TaskRecord) -> None:
-            row = await run_question(record, options, policy, prms)
-            sink.write(row)
-            report.items += 1
-            report.invalid += bool(row["errors"])
-            report.candidates += len(row["candidates"])
-            report.unextractable += sum(c["answer"] is None for c in row["candidates"])
-            report.policy_errors += sum("error" in c for c in row["candidates"])
-            report.scoring_errors += sum(
-                "error" in e for entries in row["scores"].values() for e in entries
-            ) + sum(len(b["scoring_errors"]) for bs in row["beams"].values() for b in bs.values())
-            progress.advance("questions")
+    async def one(record: TaskRecord) -> dict[str, Any]:
+        row = await run_question(record, options, policy, prms)
+        report.invalid += bool(row["errors"])
+        report.candidates += len(row["candidates"])
+        report.unextractable += sum(c["answer"] is None for c in row["candidates"])
+        report.policy_errors += sum("error" in c for c in row["candidates"])
+        report.scoring_errors += sum(
+            "error" in e for entries in row["scores"].values() for e in entries
+        ) + sum(len(b["scoring_errors"]) for bs in row["beams"].values() for b in bs.values())
+        return row
 
-        await for_each_bounded(todo, one, options.concurrency)
-    for key, client in clients.items():
-        report.ledger.add(client.ledger.since(before[key]))
-    report.wall_seconds = time.perf_counter() - started
+    await run_resumable(
+        records,
+        out / PREDICTIONS,
+        one,
+        report,
+        clients=clients,
+        concurrency=options.concurrency,
+        progress=progress,
+        stage="questions",
+        retry_errors=retry_errors,
+    )
     record_invocation(out, run, report)
     rows = [row for _, row in iter_json_lines(out / PREDICTIONS) if row["id"] in ids]
     order = {r.id: i for i, r in enumerate(records)}
@@ -450,3 +438,83 @@ async def bench_downstream(
     write_json(out / RESULTS, report.results)
     save_chart(out / CHART, report.results)
     return report
+
+
+async def arun(
+    out: str | Path,
+    *,
+    options: DownstreamOptions,
+    data: str | Path | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    policy: str = "embedded",
+    tree: str | Path | None = None,
+    scoring: ScoringConfig | None = None,
+    runtime: RuntimeConfig | None = None,
+    retry_errors: bool = False,
+    progress: Progress | None = None,
+) -> DownstreamReport:
+    """``dgprm bench downstream``: the first ``limit`` questions of ``options.task``'s
+    ``split`` (from ``data``, default: the packaged samples), solved by ``policy`` (an LLM
+    spec, e.g. ``hf:runs/dpo``) and picked by each PRM of ``options.prms`` (judged by
+    ``runtime.llm``; ``dgprm`` needs ``tree``), into the resumable run directory ``out``.
+    One client serves policy and judge when their specs are equal."""
+    from dgprm.bench.rundir import check_run_dir
+    from dgprm.downstream.prm import make_prms
+    from dgprm.downstream.tasks import load_task, task_file
+    from dgprm.embed import make_embedder
+    from dgprm.files import file_sha256
+    from dgprm.llm import make_client
+    from dgprm.tree.model import RewardTree, tree_embedder_spec
+
+    out = Path(out)
+    check_run_dir(out, [data, tree])
+    scoring, runtime = scoring or ScoringConfig(), runtime or RuntimeConfig()
+    records = load_task(options.task, data, split, limit)
+    path = task_file(options.task, data, split)
+    loaded = RewardTree.load(tree) if tree is not None else None
+    embedder = None
+    if "dgprm" in options.prms:
+        embedder = make_embedder(
+            tree_embedder_spec(loaded, runtime.embedder), timeout=runtime.timeout
+        )
+    judge = make_client(runtime)
+    solver = judge if policy == runtime.llm else make_client(runtime.replace(llm=policy))
+    try:
+        prms = make_prms(
+            [p for p in options.prms if p != "none"],
+            judge=judge,
+            scoring=scoring,
+            runtime=runtime,
+            tree=loaded,
+            tree_path=str(tree) if tree is not None else None,
+            embedder=embedder,
+        )
+        source = {
+            "task": options.task,
+            "split": split,
+            "data": str(path),
+            "sha256": file_sha256(path),
+            "limit": limit,
+            "policy": policy,
+            "llm": runtime.llm,
+        }
+        return await bench_downstream(
+            records,
+            out,
+            options=options,
+            policy=solver,
+            prms=prms,
+            source=source,
+            progress=progress,
+            retry_errors=retry_errors,
+        )
+    finally:
+        await judge.aclose()
+        if solver is not judge:
+            await solver.aclose()
+
+
+def run(out: str | Path, **options: Any) -> DownstreamReport:
+    """Synchronous twin of :func:`arun` (same options)."""
+    return asyncio.run(arun(out, **options))

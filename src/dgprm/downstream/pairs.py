@@ -16,46 +16,41 @@ preference-pair format: ``{"id", "question", "chosen": [steps], "rejected": [ste
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dgprm.config import RuntimeConfig
 from dgprm.downstream.answers import render_question
 from dgprm.downstream.policy import Candidate, sample_solutions
 from dgprm.downstream.tasks import TaskRecord
-from dgprm.llm import Ledger, LLMClient
-from dgprm.progress import NoProgress, Progress, counted
-from dgprm.records import (
-    InputError,
-    ResumableJsonl,
-    earlier_run_note,
-    has_errors,
-    iter_json_lines,
-    write_jsonl,
-)
-from dgprm.runner import for_each_bounded
+from dgprm.errors import InputError
+from dgprm.files import write_jsonl
+from dgprm.llm import LLMClient
+from dgprm.progress import Progress, counted
+from dgprm.records import iter_json_lines
+from dgprm.runs import RunStats, run_resumable
 
 
 @dataclass
-class TaskPairsReport:
-    questions: int = 0
-    skipped: int = 0
-    skipped_with_errors: int = 0
-    retried: int = 0
+class TaskPairsReport(RunStats):
+    """What one ``dgprm data task-pairs`` invocation sampled and paired."""
+
     candidates: int = 0
     correct: int = 0
     incorrect: int = 0
     unextractable: int = 0
     pairs: int = 0
     without_pair: int = 0  # questions with no correct or no incorrect candidate
-    wall_seconds: float = 0.0
-    ledger: Ledger = field(default_factory=Ledger)
+
+    @property
+    def questions(self) -> int:
+        """Questions sampled by this run."""
+        return self.done
 
     def rows(self) -> list[tuple[str, str]]:
-        note = earlier_run_note(self.skipped, self.skipped_with_errors, self.retried)
         return [
-            ("questions sampled", f"{self.questions} ({note})"),
+            ("questions sampled", f"{self.questions} ({self.earlier_note()})"),
             (
                 "candidates",
                 f"{self.candidates}: {self.correct} correct, {self.incorrect} incorrect, "
@@ -66,8 +61,7 @@ class TaskPairsReport:
                 f"{counted(self.pairs, 'pair')}; {self.without_pair} questions without "
                 "both a correct and an incorrect candidate",
             ),
-            *self.ledger.summary_rows(self.questions, "question"),
-            ("wall time", f"{self.wall_seconds:.1f} s"),
+            *self.usage_rows(self.questions, "question"),
         ]
 
 
@@ -130,10 +124,7 @@ async def task_pairs(
         raise InputError("task pairs need --n ≥ 2 and a temperature > 0")
     if pairs_per_question < 1:
         raise InputError("pairs per question must be at least 1")
-    started = time.perf_counter()
-    progress = progress or NoProgress()
     report = TaskPairsReport()
-    before = policy.ledger.copy()
     side = sampled_path(out)
     ids = {r.id for r in records}
     sampling = {
@@ -151,35 +142,36 @@ async def task_pairs(
                     f"{side}:{number}: sampled with other settings ({row.get('sampling')}); "
                     "use another -o or delete the file"
                 )
-    with ResumableJsonl(side, failed=has_errors, retry_failed=retry_errors, among=ids) as sink:
-        todo = [r for r in records if r.id not in sink.done]
-        report.skipped = len(records) - len(todo)
-        report.skipped_with_errors, report.retried = sink.failed_kept, sink.retried
-        progress.start("sample", len(todo))
 
-        async def one(record: TaskRecord) -> None:
-            candidates = await sample_solutions(
-                policy,
-                record,
-                n,
-                temperature=temperature,
-                seed=seed,
-                max_tokens=max_tokens,
-                max_steps=max_steps,
-            )
-            sink.write(
-                {
-                    "id": record.id,
-                    "sampling": sampling,
-                    "gold": record.answer,
-                    "candidates": [c.to_dict() for c in candidates],
-                    "errors": [f"candidate {c.index}: {c.error}" for c in candidates if c.error],
-                }
-            )
-            report.questions += 1
-            progress.advance("sample")
+    async def one(record: TaskRecord) -> dict[str, Any]:
+        candidates = await sample_solutions(
+            policy,
+            record,
+            n,
+            temperature=temperature,
+            seed=seed,
+            max_tokens=max_tokens,
+            max_steps=max_steps,
+        )
+        return {
+            "id": record.id,
+            "sampling": sampling,
+            "gold": record.answer,
+            "candidates": [c.to_dict() for c in candidates],
+            "errors": [f"candidate {c.index}: {c.error}" for c in candidates if c.error],
+        }
 
-        await for_each_bounded(todo, one, concurrency)
+    await run_resumable(
+        records,
+        side,
+        one,
+        report,
+        clients=[policy],
+        concurrency=concurrency,
+        progress=progress,
+        stage="sample",
+        retry_errors=retry_errors,
+    )
     sampled = {row["id"]: row for _, row in iter_json_lines(side) if row["id"] in ids}
     pairs: list[dict[str, Any]] = []
     for record in records:
@@ -192,6 +184,50 @@ async def task_pairs(
         report.without_pair += not made
         pairs += made
     report.pairs = write_jsonl(out, pairs)
-    report.ledger = policy.ledger.since(before)
-    report.wall_seconds = time.perf_counter() - started
     return report
+
+
+async def amake_task_pairs(
+    task: str,
+    out: str | Path,
+    *,
+    data: str | Path | None = None,
+    split: str = "train",
+    limit: int | None = None,
+    policy: str = "embedded",
+    runtime: RuntimeConfig | None = None,
+    n: int = 4,
+    temperature: float = 0.8,
+    seed: int = 0,
+    pairs_per_question: int = 1,
+    retry_errors: bool = False,
+    progress: Progress | None = None,
+) -> TaskPairsReport:
+    """``dgprm data task-pairs``: sample ``n`` solutions from ``policy`` (an LLM spec) for
+    the first ``limit`` questions of ``task``'s ``split`` and write, per question, a correct
+    solution (chosen) against an incorrect one (rejected): the paper's construction of the
+    pairs a tree is built from."""
+    from dgprm.downstream.tasks import load_task
+    from dgprm.files import PREFERENCE_PAIRS, check_output_file
+    from dgprm.llm import make_client
+
+    check_output_file(out, PREFERENCE_PAIRS, [data])
+    runtime = runtime or RuntimeConfig()
+    records = load_task(task, data, split, limit)
+    client = make_client(runtime.replace(llm=policy))
+    try:
+        return await task_pairs(
+            records,
+            out,
+            policy=client,
+            domain=task,
+            n=n,
+            temperature=temperature,
+            seed=seed,
+            pairs_per_question=pairs_per_question,
+            concurrency=runtime.concurrency,
+            progress=progress,
+            retry_errors=retry_errors,
+        )
+    finally:
+        await client.aclose()

@@ -16,21 +16,22 @@ has no score (:func:`solution_score` says why) — never a default.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel
+from pydantic import Field
 
-from dgprm.config import Settings
+from dgprm.config import RuntimeConfig, ScoringConfig
+from dgprm.errors import InputError
 from dgprm.llm import LLMClient, LLMFailure
+from dgprm.llm.structured import AnswerModel, ask_structured
 from dgprm.prompts import load_template, template_versions
-from dgprm.records import InputError
 from dgprm.scoring import PROMPTS as STEP_PROMPTS
-from dgprm.scoring import CriterionScore, StepReward, StepScorer
+from dgprm.scoring import SOLUTION_AGGREGATIONS as AGGREGATIONS
+from dgprm.scoring import CriterionScore, StepReward, StepScorer, solution_reward
+from dgprm.text import number_steps
 
 PRM_NAMES = ("dgprm", "critic", "orm", "none")
-AGGREGATIONS = ("min", "last", "prod", "mean")
 OUTCOME_ID = "outcome"
 OUTCOME_MAX = 10
 
@@ -50,8 +51,8 @@ class StepwisePRM(PRM, Protocol):
     async def ascore_step(self, question: str, steps: list[str], t: int) -> StepReward: ...
 
 
-class OutcomeAnswer(BaseModel):
-    score: int
+class OutcomeAnswer(AnswerModel):
+    score: int = Field(ge=0, le=OUTCOME_MAX)
 
 
 class OutcomeJudge:
@@ -68,7 +69,7 @@ class OutcomeJudge:
         ...     async def complete(self, request):
         ...         return Completion('{"score": 8}')
         ...     async def aclose(self): ...
-        >>> judge = OutcomeJudge(LLMClient(Eight(), cache=ResponseCache(":memory:")), Settings())
+        >>> judge = OutcomeJudge(LLMClient(Eight(), cache=ResponseCache(":memory:")))
         >>> [(r.index, r.reward) for r in asyncio.run(judge.ascore("2+2?", ["4", "Answer: 4"]))]
         [(1, 0.8)]
     """
@@ -76,9 +77,18 @@ class OutcomeJudge:
     name = "orm"
     prompt = "outcome"
 
-    def __init__(self, client: LLMClient, settings: Settings) -> None:
+    def __init__(
+        self,
+        client: LLMClient,
+        *,
+        seed: int = 0,
+        temperature: float = 0.0,
+        threshold: float = 0.5,
+    ) -> None:
         self.client = client
-        self.settings = settings
+        self.seed = seed
+        self.temperature = temperature
+        self.threshold = threshold
 
     async def ascore(self, question: str, steps: list[str]) -> list[StepReward]:
         if not question.strip():
@@ -86,33 +96,26 @@ class OutcomeJudge:
         if not steps or any(not s.strip() for s in steps):
             raise InputError("steps must be a non-empty list of non-empty strings")
         last = len(steps) - 1
-        request = load_template(self.prompt).render(
-            schema={
-                "type": "object",
-                "required": ["score"],
-                "properties": {"score": {"type": "integer", "minimum": 0, "maximum": OUTCOME_MAX}},
-            },
+        answer = await ask_structured(
+            self.client,
+            load_template(self.prompt),
+            OutcomeAnswer,
+            stage="orm",
             max_tokens=24,
-            seed=self.settings.seed,
-            temperature=self.settings.temperature,
+            seed=self.seed,
+            temperature=self.temperature,
             question=question,
-            solution="\n".join(f"Step {i + 1}: {s.strip()}" for i, s in enumerate(steps)),
+            solution=number_steps(steps),
         )
-        answer = await self.client.ask(request, OutcomeAnswer, stage="orm")
         if isinstance(answer, LLMFailure):
             return [StepReward(last, error=f"orm: {answer.reason}")]
-        if not 0 <= answer.score <= OUTCOME_MAX:
-            failure = self.client.fail(
-                LLMFailure("orm", f"score {answer.score} outside 0..{OUTCOME_MAX}", None, {})
-            )
-            return [StepReward(last, error=f"orm: {failure.reason}")]
         reward = round(answer.score / OUTCOME_MAX, 6)
         return [
             StepReward(
                 last,
                 [CriterionScore(OUTCOME_ID, None, reward)],
                 reward,
-                reward > self.settings.threshold,
+                reward > self.threshold,
             )
         ]
 
@@ -130,11 +133,11 @@ def make_prms(
     names: list[str],
     *,
     judge: LLMClient,
-    settings: Settings,
+    scoring: ScoringConfig | None = None,
+    runtime: RuntimeConfig | None = None,
     tree: Any = None,
     tree_path: str | None = None,
     embedder: Any = None,
-    merge_r_phi: bool = False,
 ) -> list[NamedPRM]:
     """The PRMs named in ``names`` (``none`` needs no object and is skipped).
 
@@ -150,27 +153,33 @@ def make_prms(
         raise InputError("PRM dgprm needs --tree (a reward tree) and its embedder")
     if "dgprm" not in names and tree is not None:
         raise InputError("--tree is used only by PRM dgprm; add dgprm to the PRMs or drop --tree")
-    hyper = {k: getattr(settings, k) for k in ("mu", "zeta", "agg", "threshold", "seed")}
+    scoring, runtime = scoring or ScoringConfig(), runtime or RuntimeConfig()
+    hyper = {
+        **{k: getattr(scoring, k) for k in ("mu", "zeta", "agg", "threshold")},
+        "seed": runtime.seed,
+    }
+    sampling = {"seed": runtime.seed, "temperature": runtime.temperature}
     prms = []
     for name in names:
         if name == "dgprm":
-            scorer = StepScorer(tree, judge, embedder, settings, merge_select_analyze=merge_r_phi)
+            scorer = StepScorer(tree, judge, embedder, scoring, **sampling)
             config = {
                 "tree": tree_path,
                 "tree_nodes": len(tree.nodes),
-                "embedder": settings.embedder,
-                "merge_r_phi": merge_r_phi,
+                "embedder": embedder.model_id,
+                "merge_r_phi": scoring.merge_r_phi,
                 "hyperparameters": hyper,
                 "prompts": template_versions(*STEP_PROMPTS),
             }
             prms.append(NamedPRM(name, scorer, config))
         elif name == "critic":
-            scorer = StepScorer(None, judge, None, settings, mode="no-tree")
+            scorer = StepScorer(None, judge, None, scoring.replace(mode="no-tree"), **sampling)
             config = {"mode": "no-tree", "hyperparameters": hyper}
             prms.append(NamedPRM(name, scorer, {**config, "prompts": template_versions("score")}))
         elif name == "orm":
             config = {"prompts": template_versions(OutcomeJudge.prompt), "hyperparameters": hyper}
-            prms.append(NamedPRM(name, OutcomeJudge(judge, settings), config))
+            outcome = OutcomeJudge(judge, threshold=scoring.threshold, **sampling)
+            prms.append(NamedPRM(name, outcome, config))
     return prms
 
 
@@ -192,11 +201,4 @@ def solution_score(rewards: list[StepReward], agg: str) -> float | None:
     values = [r.reward for r in rewards]
     if not values or any(v is None or r.error for v, r in zip(values, rewards, strict=True)):
         return None
-    scores = [float(v) for v in values if v is not None]
-    if agg == "min":
-        return min(scores)
-    if agg == "last":
-        return scores[-1]
-    if agg == "prod":
-        return round(math.prod(scores), 12)
-    return round(sum(scores) / len(scores), 12)
+    return round(solution_reward([float(v) for v in values if v is not None], agg), 12)

@@ -37,7 +37,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from dgprm.records import InputError, iter_json_lines
+from dgprm.errors import InputError
+from dgprm.records import iter_json_lines
 
 TASKS = ("arc-c", "strategyqa", "qasc")
 #: task → split → file name in the task's data directory
