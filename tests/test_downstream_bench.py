@@ -292,3 +292,38 @@ def test_beam_alone_samples_no_whole_solutions(scripted_client, tmp_path):
     beam = result(report.results, "critic", "beam", 2)
     assert (beam["accuracy"], beam["cost"]["llm_calls"]) == (1.0, 8)
     assert [e["strategy"] for e in report.results["results"]] == ["beam"]
+
+
+def test_prefixes_from_sampled_solutions_cover_every_step_boundary(tmp_path):
+    from dgprm.downstream.pairs import prefixes_from_samples
+    from dgprm.downstream.tasks import load_task
+    from dgprm.files import write_jsonl
+
+    records = load_task("arc-c", None, "train")[:2]
+    sampled = tmp_path / "pairs.sampled.jsonl"
+    write_jsonl(
+        sampled,
+        [
+            {
+                "id": records[0].id,
+                "candidates": [
+                    {"index": 0, "seed": 0, "text": None, "steps": [], "answer": None},
+                    {
+                        "index": 1,
+                        "seed": 1,
+                        "text": "t",
+                        "steps": ["a", "b", "Answer: A"],
+                        "answer": "A",
+                    },
+                ],
+            },
+            {"id": "not-asked", "candidates": []},
+        ],
+    )
+    out = tmp_path / "prefixes.jsonl"
+    assert prefixes_from_samples(sampled, out, records=records) == 3
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["steps"] for r in rows] == [[], ["a"], ["a", "b"]]
+    assert rows[0]["id"] == f"{records[0].id}/0" and records[0].question in rows[0]["question"]
+    with pytest.raises(InputError, match="no sampled solution"):
+        prefixes_from_samples(sampled, tmp_path / "p2.jsonl", records=records[1:])

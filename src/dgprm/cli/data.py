@@ -124,3 +124,24 @@ def task_pairs(
         )
     )
     print_summary(f"data task-pairs ({task})", [*report.rows(), ("output", str(out))])
+
+
+@app.command("task-prefixes")
+def task_prefixes(
+    sampled: Annotated[
+        Path, typer.Argument(help="The OUT.sampled.jsonl that dgprm data task-pairs kept.")
+    ],
+    out: OutOpt,
+    task: Annotated[str, typer.Option(help="arc-c | strategyqa | qasc.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="The task's data directory (or its parent). Default: packaged samples."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="The split the solutions were sampled on.")] = "train",
+) -> None:
+    """Prefixes for ``dgprm pairs`` at every step of the policy's sampled solutions."""
+    from dgprm.downstream.pairs import prefixes_from_samples
+    from dgprm.downstream.tasks import load_task
+
+    count = prefixes_from_samples(sampled, out, records=load_task(task, data, split))
+    console.print(f"wrote {count} prefixes to {out}")

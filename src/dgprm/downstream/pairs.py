@@ -231,3 +231,32 @@ async def amake_task_pairs(
         )
     finally:
         await client.aclose()
+
+
+def prefixes_from_samples(
+    sampled: str | Path, out: str | Path, *, records: list[TaskRecord]
+) -> int:
+    """Prefixes for ``dgprm pairs`` from the solutions ``task-pairs`` sampled (its
+    ``OUT.sampled.jsonl``): for each question, every step boundary of its first solution
+    with steps — the question with the steps before the boundary (none for the first) — so
+    Pareto pairs are made at every step of the policy's own solutions. Returns the count.
+
+    ``records`` give the questions as the policy saw them (with the choices).
+    """
+    from dgprm.files import TRAJECTORIES, check_output_file
+
+    check_output_file(out, TRAJECTORIES, [sampled])
+    question = {r.id: render_question(r) for r in records}
+    rows: list[dict[str, Any]] = []
+    for _, row in iter_json_lines(sampled):
+        if row["id"] not in question:
+            continue
+        solutions = [Candidate.from_dict(c) for c in row["candidates"]]
+        steps = next((c.steps for c in solutions if c.steps), [])
+        for t in range(len(steps)):
+            rows.append(
+                {"id": f"{row['id']}/{t}", "question": question[row["id"]], "steps": steps[:t]}
+            )
+    if not rows:
+        raise InputError(f"{sampled}: no sampled solution with steps for these questions")
+    return write_jsonl(out, rows)
