@@ -38,7 +38,8 @@ def backend(tiny_model):
 @pytest.fixture(scope="module")
 def adapter(tiny_model, tmp_path_factory):
     pytest.importorskip("trl")
-    from dgprm.train import TrainOptions, train_dpo
+    from dgprm.config import TrainConfig
+    from dgprm.train import train_dpo
 
     pairs = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
     rows = [
@@ -47,7 +48,7 @@ def adapter(tiny_model, tmp_path_factory):
     ]
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path_factory.mktemp("lora") / "adapter"
-    options = TrainOptions(lora=True, lora_rank=4, max_steps=1, learning_rate=5e-2, batch_size=2)
+    options = TrainConfig(lora=True, lora_rank=4, max_steps=1, learning_rate=5e-2, batch_size=2)
     summary = train_dpo(pairs, str(tiny_model), out, options)
     assert summary["steps"] == 1 and (out / "adapter_config.json").is_file()
     return out

@@ -62,7 +62,7 @@ def aggregate(vector: list[float], agg: str, weights: list[float] | None = None)
     Example:
         >>> aggregate([0.2, 0.8], "mean"), aggregate([0.2, 0.8], "min")
         (0.5, 0.2)
-        >>> aggregate([0.2, 0.8], "weighted", [3.0, 1.0])
+        >>> round(aggregate([0.2, 0.8], "weighted", [3.0, 1.0]), 6)
         0.35
     """
     if agg == "min":
