@@ -66,7 +66,7 @@ def test_weights_enter_the_weighted_aggregation_only(embedder):
 
     weighted, _ = scorer_for(tree, embedder, answer, mode="static", agg="weighted")
     assert weighted.score("q", ["s"])[0].reward == pytest.approx((3 * 0.8 + 0.2) / 4)
-    plain, _ = scorer_for(tree, embedder, answer, mode="static")
+    plain, _ = scorer_for(tree, embedder, answer, mode="static", agg="mean")
     assert plain.score("q", ["s"])[0].reward == pytest.approx(0.5)
 
 

@@ -124,9 +124,10 @@ class ScoringConfig(StageConfig):
         8, ge=1, description="Parents offered to R (most similar by embedding) in a large tree."
     )
     agg: StepAggregation = Field(
-        "mean",
-        description="Step reward from its vector: mean | min | weighted (by the criterion "
-        "weights a person set with dgprm tree apply).",
+        "min",
+        description="Step reward from its vector: min (a step that clearly breaks one "
+        "criterion is a wrong step) | mean | weighted (by the criterion weights a person set "
+        "with dgprm tree apply).",
     )
     threshold: float = Field(
         0.5, ge=0, le=1, description="A step is labelled correct when its reward > threshold."

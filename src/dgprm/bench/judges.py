@@ -97,7 +97,6 @@ class CriticJudge:
             load_template(self.prompt),
             critic_answer(n),
             stage="critic",
-            max_tokens=20 + 28 * n,
             seed=self.seed,
             temperature=self.temperature,
             question=question,

@@ -101,7 +101,6 @@ class OutcomeJudge:
             load_template(self.prompt),
             OutcomeAnswer,
             stage="orm",
-            max_tokens=24,
             seed=self.seed,
             temperature=self.temperature,
             question=question,

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -68,6 +69,50 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
+def token_budget(schema: dict[str, Any]) -> int:
+    """The most tokens an answer valid under ``schema`` can take, so ``max_tokens`` is sized
+    from the schema and a grammar-constrained answer always fits (every string counted at
+    one token per character, as a small model repeating "1.1.1" writes them).
+
+    Refuses a schema with an unbounded string or array: every free-text field of every
+    answer model must have a ``max_length``, and so must every list.
+
+    Example:
+        >>> token_budget({"type": "object", "properties": {"ok": {"type": "boolean"},
+        ...     "why": {"type": "string", "maxLength": 20}}, "required": ["ok", "why"]})
+        39
+    """
+    if "enum" in schema:
+        return 2 + max(len(json.dumps(v)) for v in schema["enum"])
+    kind = schema.get("type")
+    if kind == "object":
+        return 2 + sum(
+            len(name) + 4 + token_budget(value)
+            for name, value in schema.get("properties", {}).items()
+        )
+    if kind == "array":
+        if "maxItems" not in schema:
+            raise ValueError("an array in an answer schema needs maxItems")
+        return 2 + schema["maxItems"] * (1 + token_budget(schema.get("items", {})))
+    if kind == "string":
+        if "maxLength" not in schema:
+            raise ValueError("a string in an answer schema needs maxLength")
+        return 2 + int(schema["maxLength"])
+    if kind in ("integer", "number"):
+        return (
+            2
+            + max(len(str(schema.get(k, 0))) for k in ("minimum", "maximum"))
+            + (0 if kind == "integer" else 8)
+        )
+    if kind == "boolean":
+        return 2
+    raise ValueError(f"cannot bound the answer schema {schema!r}")
+
+
+#: Tokens allowed beyond the schema's bound (a model may open with a space or a newline).
+BUDGET_MARGIN = 16
+
+
 @functools.lru_cache(maxsize=4096)
 def answer_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON schema of ``model`` as grammar-constrained decoders take it: self-contained
@@ -83,7 +128,7 @@ async def ask_structured(
     answer: type[Answer],
     *,
     stage: str,
-    max_tokens: int,
+    max_tokens: int | None = None,
     seed: int = 0,
     temperature: float = 0.0,
     where: dict[str, Any] | None = None,
@@ -91,10 +136,13 @@ async def ask_structured(
 ) -> Answer | LLMFailure:
     """Render ``template`` with ``values`` and the schema of ``answer``, ask the LLM, and
     return the validated answer, or an :class:`LLMFailure` (counted by the client, with
-    ``where`` as its context) when the call failed or the answer does not validate."""
+    ``where`` as its context) when the call failed or the answer does not validate.
+
+    ``max_tokens`` defaults to the schema's :func:`token_budget` (plus a margin)."""
+    schema = answer_schema(answer)
     request = template.render(
-        schema=answer_schema(answer),
-        max_tokens=max_tokens,
+        schema=schema,
+        max_tokens=max_tokens or token_budget(schema) + BUDGET_MARGIN,
         seed=seed,
         temperature=temperature,
         **values,

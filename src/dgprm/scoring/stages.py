@@ -28,11 +28,11 @@ from dgprm.scoring.rewards import CriterionScore
 from dgprm.text import number_steps
 
 MAX_ASPECTS = 3
-ASPECT_CHARS = 100  # the token budget allowed per aspect
+ASPECT_CHARS = 100  # an aspect's longest text (bounded by the grammar, and so is its budget)
 SCORE_MAX = 10
 PROMPTS = ("select", "analyze", "select_analyze", "score")
 
-Aspect = Annotated[str, Field(min_length=3, max_length=160)]
+Aspect = Annotated[str, Field(min_length=3, max_length=ASPECT_CHARS)]
 
 
 class Analysis(AnswerModel):
@@ -163,7 +163,6 @@ class Stages:
         view: StepView,
         *,
         stage: str,
-        max_tokens: int,
         **values: str,
     ) -> AnswerModel | LLMFailure:
         return await ask_structured(
@@ -171,7 +170,6 @@ class Stages:
             load_template(template),
             answer,
             stage=stage,
-            max_tokens=max_tokens,
             seed=self.seed,
             temperature=self.temperature,
             where={"step": view.t},
@@ -191,7 +189,6 @@ class Stages:
             select_answer(offered),
             view,
             stage="select",
-            max_tokens=20 + 16 * len(offered),
             parents=self.index.listing(offered),
         )
         if isinstance(answer, LLMFailure):
@@ -206,7 +203,6 @@ class Stages:
             Analysis,
             view,
             stage="analyze",
-            max_tokens=30 + (ASPECT_CHARS + 10) * MAX_ASPECTS,
             parents=self.index.listing(chosen),
             max_aspects=str(MAX_ASPECTS),
         )
@@ -220,7 +216,6 @@ class Stages:
             select_answer(offered, with_analysis=True),
             view,
             stage="select+analyze",
-            max_tokens=40 + 16 * len(offered) + (ASPECT_CHARS + 10) * MAX_ASPECTS,
             parents=self.index.listing(offered),
             max_aspects=str(MAX_ASPECTS),
         )
@@ -236,7 +231,6 @@ class Stages:
             score_answer(criteria),
             view,
             stage="score",
-            max_tokens=20 + 24 * len(criteria),
             criteria=self.index.listing(criteria),
         )
         if isinstance(answer, LLMFailure):

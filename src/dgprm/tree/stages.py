@@ -47,10 +47,6 @@ def validator_answer(count: int) -> type[AnswerModel]:
     return create_model("ValidatorAnswer", __base__=AnswerModel, verdicts=verdicts)
 
 
-def _tokens_for(count: int, per_item: int) -> int:
-    return 32 + count * per_item
-
-
 async def judge_and_validate(
     pair: PreferencePair,
     client: LLMClient,
@@ -77,7 +73,6 @@ async def judge_and_validate(
         load_template("judge"),
         judge_answer(max_criteria),
         stage="judge",
-        max_tokens=_tokens_for(max_criteria, TITLE_CHARS + DESCRIPTION_CHARS + 30),
         seed=seed,
         temperature=temperature,
         where={"pair_id": pair.id},
@@ -140,7 +135,6 @@ async def _validate(
         load_template("validate"),
         validator_answer(len(passed)),
         stage="validator",
-        max_tokens=_tokens_for(len(passed), REASON_CHARS + 30),
         seed=seed,
         temperature=temperature,
         where={"pair_id": pair.id},
@@ -170,7 +164,6 @@ async def summarize_parent(
         load_template("summarize"),
         CriterionText,
         stage="summarizer",
-        max_tokens=TITLE_CHARS + DESCRIPTION_CHARS + 40,
         seed=seed,
         where={"parent_id": parent_id},
         criteria="\n".join(f"- {t}" for t in child_texts[:24]),
