@@ -89,8 +89,8 @@ def test_run_writes_predictions_results_chart_and_run_json(scripted_client, tmp_
     assert [c["answer"] for c in row["candidates"]] == ["B", "A", None, "B"]
     assert row["candidates"][0]["steps"] == ["Ice melts (seed 0).", "Answer: B"]
     critic = row["scores"]["critic"]
-    assert [r["reward"] for r in critic[0]["rewards"]] == [0.9, 0.9]
-    assert [r["reward"] for r in critic[1]["rewards"]] == [0.2, 0.2]
+    assert [r["reward"] for r in critic[0]["rewards"]] == [1.0, 1.0]
+    assert [r["reward"] for r in critic[1]["rewards"]] == [0.222222, 0.222222]
     assert critic[2] == {"skipped": "no extractable answer"}
     assert row["scores"]["orm"][3]["rewards"][0]["reward"] == 0.8
     assert set(row["beams"]["critic"]) == {"1", "2", "4"} and row["greedy"]["answer"] == "A"

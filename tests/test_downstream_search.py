@@ -220,7 +220,7 @@ def test_beam_search_follows_the_best_scored_path(scripted_client):
     assert result.pick.answer == "B"
     best = result.finished[result.pick.candidate]
     assert best.steps == ["Ice is good at melting.", "Answer: B"]
-    assert [r.reward for r in best.rewards] == [0.9, 0.9]
+    assert [r.reward for r in best.rewards] == [1.0, 1.0]
     # the bad first step ("Rock.") scored 0.2 and was never expanded
     expanded = [user_text(r) for r in policy_backend.requests[2:]]
     assert expanded and all("Step 1: Ice is good at melting." in t for t in expanded)

@@ -65,9 +65,9 @@ def test_weights_enter_the_weighted_aggregation_only(embedder):
         return judge(request)
 
     weighted, _ = scorer_for(tree, embedder, answer, mode="static", agg="weighted")
-    assert weighted.score("q", ["s"])[0].reward == pytest.approx((3 * 0.8 + 0.2) / 4)
+    assert weighted.score("q", ["s"])[0].reward == pytest.approx((3 * 8 / 9 + 2 / 9) / 4, abs=1e-6)
     plain, _ = scorer_for(tree, embedder, answer, mode="static", agg="mean")
-    assert plain.score("q", ["s"])[0].reward == pytest.approx(0.5)
+    assert plain.score("q", ["s"])[0].reward == pytest.approx(5 / 9, abs=1e-6)
 
 
 def test_pairs_and_benchmarks_honour_disabled_nodes(embedder, tmp_path):
@@ -81,7 +81,7 @@ def test_pairs_and_benchmarks_honour_disabled_nodes(embedder, tmp_path):
     row = json.loads((tmp_path / "s.jsonl").read_text())
     assert report.candidates == 2 and row["criteria"] == ["p1"]
     judgement = asyncio.run(DgprmJudge(scorer).judge("q", ["a", "b"]))
-    assert judgement.valid and judgement.detail["rewards"] == [0.8, 0.8]
+    assert judgement.valid and judgement.detail["rewards"] == [0.888889, 0.888889]
     assert all(offered_ids(r) == ["p1"] for r in backend.requests)
 
 

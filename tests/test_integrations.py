@@ -57,7 +57,7 @@ def test_trl_reward_plain_and_conversational_formats():
         trainer_state=None,  # TRL passes its state and the dataset's columns too
         answer=["5", "4"],
     )
-    assert plain == [0.9, 0.2]
+    assert plain == [1.0, 0.222222]
     conversational = reward(
         prompts=[
             [
@@ -67,7 +67,7 @@ def test_trl_reward_plain_and_conversational_formats():
         ],
         completions=[[{"role": "assistant", "content": "1+1 = 2.\n\nThe answer is 2."}]],
     )
-    assert conversational == [0.9]
+    assert conversational == [1.0]
     steps = {step_of(r) for r in backend.requests}
     assert {"2+3 = 5", "so 5", "1+1 = 2.", "The answer is 2."} <= steps
     assert any("What is 1+1?" in user_text(r) for r in backend.requests)
@@ -83,7 +83,7 @@ def test_trl_reward_gives_none_for_a_failed_completion_counted_and_logged():
         completions=["2+3 = 5", "this will fail", "\n\n"],
         log_metric=lambda name, value: logged.append((name, value)),
     )
-    assert values == [0.9, None, None]  # TRL leaves None out of the completion's reward
+    assert values == [1.0, None, None]  # TRL leaves None out of the completion's reward
     assert reward.counts == {"completions": 3, "scored": 1, "failed": 2, "fallback": 0}
     assert list(reward.errors) == [
         "step 0: score: unparseable answer: no JSON object in the answer",
@@ -104,7 +104,7 @@ def test_trl_async_reward_is_awaited_by_trl():
     assert get_callable_name(reward) == "dgprm"
     assert not is_async_callable(DGPRMReward(scorer))
     values = asyncio.run(reward(prompts=["q?", "q?"], completions=["2+3 = 5", "it is wrong"]))
-    assert values == [0.9, 0.2]
+    assert values == [1.0, 0.222222]
 
 
 def test_a_real_trl_grpo_run_takes_the_reward_function_as_it_is(tiny_model, tmp_path):
@@ -167,7 +167,7 @@ def test_verl_compute_score_with_verls_signature():
         tokenizer=None,
     )
     assert score == {
-        "score": pytest.approx((0.9 + 0.2) / 2),
+        "score": pytest.approx((1.0 + 0.222222) / 2, abs=1e-6),
         "dgprm_steps": 2.0,
         "dgprm_failed_steps": 0.0,
         "dgprm_fallback": 0.0,
@@ -179,7 +179,7 @@ def test_verl_compute_score_with_verls_signature():
         ground_truths=["5", "5"],
         extra_infos=[{"question": "What is 2+3?"}, {"question": "What is 2+3?"}],
     )
-    assert [s["score"] for s in batch] == [0.9, 0.2]
+    assert [s["score"] for s in batch] == [1.0, 0.222222]
     assert module.stats() == {"responses": 3, "scored": 3, "failed": 0, "fallback": 0}
 
 
@@ -211,7 +211,7 @@ def test_verl_reads_its_configuration_from_a_file_and_the_environment(tmp_path, 
         )
         monkeypatch.setenv("DGPRM_CONFIG", str(config))
         score = module.compute_score("d", "2+3 = 5\nso it is wrong", "5", {"question": "2+3?"})
-        assert score["score"] == 0.2 and score["dgprm_steps"] == 2.0  # the last step's reward
+        assert score["score"] == 0.222222 and score["dgprm_steps"] == 2.0  # the last step's reward
         assert module.usage().llm_calls == 2
     unconfigured = load_as_verl_does()
     monkeypatch.setenv("DGPRM_CONFIG", str(tmp_path / "none.toml"))

@@ -65,9 +65,18 @@ def test_every_candidate_is_scored_on_the_union_of_selected_criteria(tmp_path):
     assert row["criteria"] == ["p1", "p2"]  # p1 from three candidates, p2 from the "kg" ones
     score_calls = [r for r in backend.requests if r.template.startswith("score@")]
     assert len(score_calls) == 4 and all(offered_ids(r) == ["p1", "p2"] for r in score_calls)
-    assert row["vectors"] == [[0.9, 0.9], [0.2, 0.9], [0.9, 0.3], [0.2, 0.3]]
+    assert row["vectors"] == [
+        [1.0, 1.0],
+        [0.222222, 1.0],
+        [1.0, 0.333333],
+        [0.222222, 0.333333],
+    ]
     # only front members are chosen: the best candidate dominates all three others
-    assert sorted(map(tuple, row["pairs"])) == [(0, 1, 0.35), (0, 2, 0.3), (0, 3, 0.65)]
+    assert sorted(map(tuple, row["pairs"])) == [
+        (0, 1, 0.388889),
+        (0, 2, 0.333334),
+        (0, 3, 0.722222),
+    ]
     assert report.candidates == 4
 
 
@@ -152,7 +161,7 @@ def test_failed_scoring_is_an_error_record_not_a_candidate(tmp_path):
     _, scored = run(scorer, tmp_path, candidates={"q1": list(SCORES)})
     row = json.loads(scored.read_text())
     assert row["candidates"] == ["2+3 = 5 and 5 m", "2+3 = 6 and 5 m"]
-    assert len(row["errors"]) == 2 and row["pairs"] == [[0, 1, 0.35]]
+    assert len(row["errors"]) == 2 and row["pairs"] == [[0, 1, 0.388889]]
 
 
 def test_cli_needs_exactly_one_candidate_source(tmp_path):

@@ -172,7 +172,7 @@ def test_cli_score_with_ray_writes_the_lines_of_a_single_process_run(cluster, tm
     a, b = lines(tmp_path / "single.jsonl"), lines(tmp_path / "ray.jsonl")
     for row in (*a.values(), *b.values()):  # the second run's calls come from the cache
         row.pop("usage")
-    assert a == b and a["t0"]["steps"][0]["vector"] == [0.7]
+    assert a == b and a["t0"]["steps"][0]["vector"] == [0.777778]
 
 
 def test_make_pairs_with_ray_builds_each_workers_own_clients_from_the_specs(cluster, tmp_path):

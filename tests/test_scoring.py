@@ -71,8 +71,8 @@ def test_dynamic_scoring_selects_matched_children_and_aligns_vector(scripted_cli
     rewards = scorer.score("What is 2+3?", ["2+3 = 5", "this is wrong"])
     assert [c.id for c in rewards[0].criteria] == ["c1"]  # only the ζ-matched child
     assert rewards[0].criteria[0].parent_id == "p1"
-    assert rewards[0].vector == [0.9] and rewards[0].reward == 0.9 and rewards[0].label is True
-    assert rewards[1].vector == [0.2] and rewards[1].label is False
+    assert rewards[0].vector == [1.0] and rewards[0].reward == 1.0 and rewards[0].label is True
+    assert rewards[1].vector == [0.222222] and rewards[1].label is False
     assert backend.stages().count("select") == 2 and backend.stages().count("score") == 2
     assert len(backend.requests) == 6  # three calls per step
 
@@ -174,7 +174,7 @@ def test_resume_keeps_records_with_errors_unless_asked_to_retry_them(
     assert all("step 1" in user_text(r) for r in backend.requests)  # only t1 is redone
     rows = {json.loads(line)["id"]: json.loads(line) for line in out.read_text().splitlines()}
     assert sorted(rows) == ["t0", "t1"] and rows["t1"]["errors"] == []
-    assert rows["t1"]["steps"][0]["vector"] == [0.8, 0.8]
+    assert rows["t1"]["steps"][0]["vector"] == [0.888889, 0.888889]
 
 
 def test_score_many_writes_records_and_resume_skips_finished_ids(
@@ -195,3 +195,56 @@ def test_score_many_writes_records_and_resume_skips_finished_ids(
     assert report.skipped == 2 and report.trajectories == 1
     assert {r.messages[-1]["content"].count("step 2") > 0 for r in backend.requests} == {True}
     assert len(out.read_text().splitlines()) == 3
+
+
+def _with_logprobs(text, top):
+    """A completion whose token stream is ``text`` cut before the one digit of ``top``."""
+    from dgprm.llm import Completion
+
+    head, tail = text.split("§")
+    entries = [
+        {"token": head, "logprob": 0.0, "top_logprobs": []},
+        {
+            "token": top[0][0],
+            "logprob": top[0][1],
+            "top_logprobs": [{"token": t, "logprob": lp} for t, lp in top],
+        },
+        {"token": tail, "logprob": 0.0, "top_logprobs": []},
+    ]
+    return Completion(head + top[0][0] + tail, 10, 5, "stop", entries)
+
+
+def test_expected_scores_are_read_from_the_log_probabilities(scripted_client, embedder):
+    import math
+
+    top = [("7", math.log(0.5)), (",", math.log(0.2)), ("9", math.log(0.3))]
+
+    def answer(request):
+        if request.template.startswith("score"):
+            assert request.top_logprobs > 0  # asked for the distribution
+            return _with_logprobs('{"scores": {"p1": §, "p2": 3}}', top)
+        return judge(request)
+
+    scorer, _ = make_scorer(scripted_client, embedder, answer, mode="static")
+    reward = scorer.score("q", ["s"])[0]
+    first, second = reward.criteria
+    # renormalised over the digits: (0.5 * 7 + 0.3 * 9) / 0.8 = 7.75 of 9
+    assert first.mode == "expected" and first.sampled == 7
+    assert first.score == pytest.approx(7.75 / 9, abs=1e-6)
+    assert second.mode.startswith("sample (") and second.score == pytest.approx(3 / 9, abs=1e-6)
+
+
+def test_without_log_probabilities_scores_fall_back_to_the_sample_with_one_warning(
+    scripted_client, embedder
+):
+    scorer, _ = make_scorer(scripted_client, embedder, judge, mode="static")
+    with pytest.warns(UserWarning, match="no token log-probabilities") as caught:
+        first = scorer.score("q", ["s"])[0]
+        scorer.score("q", ["t"])
+    assert len(caught) == 1  # once, not per call
+    assert {c.mode for c in first.criteria} == {"sample (no log-probs)"}
+    sample, backend = make_scorer(
+        scripted_client, embedder, judge, mode="static", score_mode="sample"
+    )
+    sample.score("q", ["s"])
+    assert all(r.top_logprobs == 0 for r in backend.requests)

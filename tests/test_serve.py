@@ -113,9 +113,9 @@ def test_score_answers_the_records_dgprm_score_writes(serve, tmp_path):
     assert record["steps"] == line["steps"] and record["errors"] == line["errors"] == []
     assert set(record) == {"id", "steps", "usage", "errors", "solution_reward", "fallback"}
     assert record["usage"]["llm_calls"] == line["usage"]["llm_calls"] == 6
-    assert [s["vector"] for s in record["steps"]] == [[0.9], [0.2]]
+    assert [s["vector"] for s in record["steps"]] == [[1.0], [0.222222]]
     assert [s["label"] for s in record["steps"]] == [True, False]
-    assert record["solution_reward"] == 0.2 and record["fallback"] is False  # min of steps
+    assert record["solution_reward"] == 0.222222 and record["fallback"] is False  # min of steps
 
 
 def test_score_batch_and_steps_given_as_one_text(serve):
@@ -129,7 +129,7 @@ def test_score_batch_and_steps_given_as_one_text(serve):
     records = answer.json()["items"]
     assert [r["id"] for r in records] == ["0", "b"]
     assert [len(r["steps"]) for r in records] == [2, 1]
-    assert records[0]["solution_reward"] == pytest.approx((0.9 + 0.2) / 2)
+    assert records[0]["solution_reward"] == pytest.approx((1.0 + 0.222222) / 2, abs=1e-6)
     assert {step_of(r) for r in backend.requests} == {"2+3 = 5", "so it is wrong", "1+1 = 2"}
 
 
@@ -155,7 +155,7 @@ def test_get_reward_takes_openrlhfs_exact_request_and_answers_its_format(serve):
     assert answer.status_code == 200
     body = answer.json()
     assert set(body) == {"rewards", "scores", "extra_logs"}
-    assert body["rewards"] == body["scores"] == [0.9, 0.2]
+    assert body["rewards"] == body["scores"] == [1.0, 0.222222]
     logs = body["extra_logs"]
     assert logs["dgprm_steps"] == [2.0, 1.0] and logs["dgprm_fallback"] == [0.0, 0.0]
     assert all(len(v) == 2 and all(isinstance(x, float) for x in v) for v in logs.values())
@@ -172,7 +172,7 @@ def test_get_reward_takes_openrlhfs_exact_request_and_answers_its_format(serve):
 def test_get_reward_without_prompts_finds_the_response_at_the_first_step_label(serve):
     client, backend, _ = serve()
     answer = client.post("/get_reward", json={"query": ["What is 2+3?\nStep 1: 2+3 = 5"]})
-    assert answer.status_code == 200 and answer.json()["rewards"] == [0.9]
+    assert answer.status_code == 200 and answer.json()["rewards"] == [1.0]
     assert {step_of(r) for r in backend.requests} == {"2+3 = 5"}
 
 
@@ -212,7 +212,7 @@ def test_on_error_gives_the_chosen_fallback_and_counts_every_use(serve):
     answer = client.post("/get_reward", json={"query": queries, "prompts": [CHAT_PROMPT] * 3})
     assert answer.status_code == 200
     body = answer.json()
-    assert body["rewards"] == [0.9, -1.0, -1.0]  # a failed scoring and an empty response
+    assert body["rewards"] == [1.0, -1.0, -1.0]  # a failed scoring and an empty response
     assert body["extra_logs"]["dgprm_fallback"] == [0.0, 1.0, 1.0]
     scored = client.post("/v1/score", json={"question": "q?", "steps": ["this will fail"]})
     assert scored.status_code == 200
@@ -416,7 +416,7 @@ def test_cli_serves_until_interrupted(tmp_path, monkeypatch):
             headers = {"Authorization": f"Bearer {KEY}"}
             body = {"query": ["Q?\n2+2 = 4\nthis is wrong"], "prompts": ["Q?"]}
             answer = httpx.post(url + "/get_reward", json=body, headers=headers)
-            assert answer.status_code == 200 and answer.json()["rewards"] == [0.45]  # mean(.7, .2)
+            assert answer.status_code == 200 and answer.json()["rewards"] == [0.5]  # mean(7/9, 2/9)
         finally:
             process.send_signal(signal.SIGINT)
             out, err = process.communicate(timeout=60)

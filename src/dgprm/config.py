@@ -132,6 +132,12 @@ class ScoringConfig(StageConfig):
     threshold: float = Field(
         0.5, ge=0, le=1, description="A step is labelled correct when its reward > threshold."
     )
+    score_mode: Literal["expected", "sample"] = Field(
+        "expected",
+        description="S's scores: expected (the mean of the model's distribution over the "
+        "score tokens 0-9, read from token log-probabilities) or sample (the integer it "
+        "wrote). A backend without log-probabilities falls back to sample, with a warning.",
+    )
     mode: Mode = Field(
         "dynamic",
         description="dynamic (R → Φ → ζ-match → S), static (every parent, ablation) or "

@@ -25,7 +25,7 @@ from dgprm.cli.common import (
     runtime_overrides,
     with_progress,
 )
-from dgprm.cli.score import MergeOpt, ThresholdOpt
+from dgprm.cli.score import MergeOpt, ScoreModeOpt, ThresholdOpt
 from dgprm.errors import InputError
 
 app = typer.Typer(
@@ -100,6 +100,7 @@ def prmbench(
         int | None, typer.Option(help="Evaluate only questions hashing into this fold (of 2).")
     ] = None,
     merge_r_phi: MergeOpt = False,
+    score_mode: ScoreModeOpt = None,
     threshold: ThresholdOpt = None,
     config: ConfigOpt = None,
     llm: LlmOpt = None,
@@ -132,7 +133,11 @@ def prmbench(
         runtime=runtime_overrides(
             llm=llm, embedder=embedder, concurrency=concurrency, cache=cache, timeout=timeout
         ),
-        scoring={"merge_r_phi": merge_r_phi or None, "threshold": threshold},
+        scoring={
+            "merge_r_phi": merge_r_phi or None,
+            "score_mode": score_mode,
+            "threshold": threshold,
+        },
     )
     result = with_progress(
         lambda progress: bench.arun(
@@ -174,6 +179,7 @@ def processbench(
     tree: Annotated[Path | None, typer.Option(help="Reward tree (--method dgprm).")] = None,
     limit: LimitOpt = None,
     merge_r_phi: MergeOpt = False,
+    score_mode: ScoreModeOpt = None,
     threshold: ThresholdOpt = None,
     config: ConfigOpt = None,
     llm: LlmOpt = None,
@@ -195,7 +201,11 @@ def processbench(
         runtime=runtime_overrides(
             llm=llm, embedder=embedder, concurrency=concurrency, cache=cache, timeout=timeout
         ),
-        scoring={"merge_r_phi": merge_r_phi or None, "threshold": threshold},
+        scoring={
+            "merge_r_phi": merge_r_phi or None,
+            "score_mode": score_mode,
+            "threshold": threshold,
+        },
     )
     result = with_progress(
         lambda progress: bench.arun(
@@ -265,6 +275,7 @@ def downstream(
     max_steps: Annotated[int, typer.Option(min=1, help="Steps a solution may have.")] = 8,
     beam_expansions: Annotated[int, typer.Option(min=1, help="Beam: expansions per beam.")] = 4,
     merge_r_phi: MergeOpt = False,
+    score_mode: ScoreModeOpt = None,
     config: ConfigOpt = None,
     llm: LlmOpt = None,
     embedder: EmbedderOpt = None,
@@ -292,7 +303,7 @@ def downstream(
             cache=cache,
             timeout=timeout,
         ),
-        scoring={"merge_r_phi": merge_r_phi or None},
+        scoring={"merge_r_phi": merge_r_phi or None, "score_mode": score_mode},
     )
     options = DownstreamOptions(
         task=task,

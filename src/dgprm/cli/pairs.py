@@ -25,7 +25,7 @@ from dgprm.cli.common import (
     runtime_overrides,
     with_progress,
 )
-from dgprm.cli.score import MergeOpt
+from dgprm.cli.score import MergeOpt, ScoreModeOpt
 from dgprm.config import PairsConfig
 
 
@@ -50,6 +50,7 @@ def pairs(
         bool, flag(PairsConfig, "conversational", "--conversational")
     ] = False,
     merge_r_phi: MergeOpt = False,
+    score_mode: ScoreModeOpt = None,
     config: ConfigOpt = None,
     llm: LlmOpt = None,
     embedder: EmbedderOpt = None,
@@ -77,7 +78,7 @@ def pairs(
         runtime=runtime_overrides(
             llm=llm, embedder=embedder, concurrency=concurrency, cache=cache, timeout=timeout
         ),
-        scoring={"merge_r_phi": merge_r_phi or None},
+        scoring={"merge_r_phi": merge_r_phi or None, "score_mode": score_mode},
         pairs={
             "n": n,
             "temperature": temperature,

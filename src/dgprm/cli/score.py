@@ -35,6 +35,7 @@ ZetaOpt = Annotated[float | None, option(ScoringConfig, "zeta", "--zeta")]
 AggOpt = Annotated[str | None, option(ScoringConfig, "agg", "--agg")]
 ThresholdOpt = Annotated[float | None, option(ScoringConfig, "threshold", "--threshold")]
 MergeOpt = Annotated[bool, flag(ScoringConfig, "merge_r_phi", "--merge-r-phi")]
+ScoreModeOpt = Annotated[str | None, option(ScoringConfig, "score_mode", "--score-mode")]
 
 
 def scoring_overrides(
@@ -44,6 +45,7 @@ def scoring_overrides(
     agg: str | None = None,
     threshold: float | None = None,
     merge_r_phi: bool = False,
+    score_mode: str | None = None,
     no_tree: bool = False,
     static: bool = False,
     no_context: bool = False,
@@ -57,6 +59,7 @@ def scoring_overrides(
         "agg": agg,
         "threshold": threshold,
         "merge_r_phi": merge_r_phi or None,
+        "score_mode": score_mode,
         "mode": "no-tree" if no_tree else "static" if static else None,
     }
 
@@ -75,6 +78,7 @@ def score(
     agg: AggOpt = None,
     threshold: ThresholdOpt = None,
     merge_r_phi: MergeOpt = False,
+    score_mode: ScoreModeOpt = None,
     no_tree: Annotated[
         bool, typer.Option("--no-tree", help="Ablation: plain LLM critic, one generic criterion.")
     ] = False,
@@ -117,6 +121,7 @@ def score(
             agg=agg,
             threshold=threshold,
             merge_r_phi=merge_r_phi,
+            score_mode=score_mode,
             no_tree=no_tree,
             static=static,
             no_context=no_context,

@@ -82,7 +82,7 @@ class DGPRMReward:
     (``rewards/dgprm/mean``). Every call shares the scorer's LLM client; synchronous calls run
     on one background event loop.
 
-    Example (a stand-in judge that gives every step 8 of 10, on the no-tree critic):
+    Example (a stand-in judge that gives every step 8 of 9, on the no-tree critic):
         >>> import json
         >>> from dgprm.llm import Completion, LLMClient
         >>> class Judge:
@@ -93,7 +93,7 @@ class DGPRMReward:
         >>> scorer = StepScorer(None, LLMClient(Judge()), None, ScoringConfig(mode="no-tree"))
         >>> reward = DGPRMReward(scorer)
         >>> reward(prompts=["What is 2+3?", "1+1?"], completions=["2+3 = 5.\\nSo 5.", "  "])
-        [0.8, None]
+        [0.888889, None]
         >>> reward.__name__, reward.counts
         ('dgprm', {'completions': 2, 'scored': 1, 'failed': 1, 'fallback': 0})
     """

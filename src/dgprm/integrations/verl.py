@@ -54,14 +54,14 @@ def configure(scorer: StepScorer, config: RewardConfig | None = None) -> None:
         >>> import json
         >>> from dgprm.config import ScoringConfig
         >>> from dgprm.llm import Completion, LLMClient
-        >>> class Judge:  # a stand-in judge: every step scores 8 of 10
+        >>> class Judge:  # a stand-in judge: every step scores 8 of 9
         ...     model_id = "judge"
         ...     async def complete(self, request):
         ...         return Completion(json.dumps({"scores": {"critic": 8}}))
         ...     async def aclose(self): ...
         >>> configure(StepScorer(None, LLMClient(Judge()), None, ScoringConfig(mode="no-tree")))
         >>> compute_score("gsm8k", "2+3 = 5.\\nSo 5.", "5", {"question": "What is 2+3?"})
-        {'score': 0.8, 'dgprm_steps': 2.0, 'dgprm_failed_steps': 0.0, 'dgprm_fallback': 0.0}
+        {'score': 0.888889, 'dgprm_steps': 2.0, 'dgprm_failed_steps': 0.0, 'dgprm_fallback': 0.0}
     """
     _STATE.clear()
     _STATE.update(scorer=scorer, config=config or RewardConfig())

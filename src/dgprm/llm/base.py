@@ -27,9 +27,11 @@ class ChatRequest:
     max_tokens: int = 512
     seed: int = 0
     template: str = ""
+    top_logprobs: int = 0  # > 0: also return this many alternatives per token, with log-probs
 
     def canonical(self, model_id: str) -> str:
         """The request as canonical JSON, including the model that answers it."""
+        extra = {"top_logprobs": self.top_logprobs} if self.top_logprobs else {}
         return json.dumps(
             {
                 "model": model_id,
@@ -39,6 +41,7 @@ class ChatRequest:
                 "max_tokens": self.max_tokens,
                 "seed": self.seed,
                 "template": self.template,
+                **extra,
             },
             sort_keys=True,
             ensure_ascii=False,
@@ -53,6 +56,9 @@ class ChatRequest:
             "temperature": self.temperature,
             "seed": self.seed,
         }
+        if self.top_logprobs:
+            body["logprobs"] = True
+            body["top_logprobs"] = self.top_logprobs
         if self.schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
@@ -66,12 +72,15 @@ class ChatRequest:
 
 @dataclass(frozen=True)
 class Completion:
-    """What a backend answered: text plus token counts."""
+    """What a backend answered: text plus token counts, and the generated tokens with their
+    log-probabilities when the request asked for them and the backend returns them (the
+    OpenAI ``choices[0].logprobs.content`` list)."""
 
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = "stop"
+    logprobs: list[dict[str, Any]] | None = None
 
 
 class TransientLLMError(RuntimeError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from dataclasses import asdict, dataclass
@@ -81,29 +82,37 @@ class ResponseCache:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, text TEXT NOT NULL,"
-            " prompt_tokens INTEGER, completion_tokens INTEGER, finish_reason TEXT)"
+            " prompt_tokens INTEGER, completion_tokens INTEGER, finish_reason TEXT,"
+            " logprobs TEXT)"
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(answers)")}
+        if "logprobs" not in columns:  # a cache written before answers kept log-probs
+            self._db.execute("ALTER TABLE answers ADD COLUMN logprobs TEXT")
         self._db.commit()
 
     def get(self, key: str) -> Completion | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT text, prompt_tokens, completion_tokens, finish_reason FROM answers"
-                " WHERE key = ?",
+                "SELECT text, prompt_tokens, completion_tokens, finish_reason, logprobs"
+                " FROM answers WHERE key = ?",
                 (key,),
             ).fetchone()
-        return None if row is None else Completion(row[0], row[1], row[2], row[3])
+        if row is None:
+            return None
+        logprobs = json.loads(row[4]) if row[4] is not None else None
+        return Completion(row[0], row[1], row[2], row[3], logprobs)
 
     def put(self, key: str, completion: Completion) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     completion.text,
                     completion.prompt_tokens,
                     completion.completion_tokens,
                     completion.finish_reason,
+                    None if completion.logprobs is None else json.dumps(completion.logprobs),
                 ),
             )
             self._db.commit()

@@ -222,11 +222,18 @@ class LLMClient:
         comes back as an :class:`LLMFailure`, which is also counted and kept in
         :attr:`failures`.
         """
+        result = await self.ask_with_completion(request, answer, stage=stage, **context)
+        return result if isinstance(result, LLMFailure) else result[0]
+
+    async def ask_with_completion(
+        self, request: ChatRequest, answer: type[Answer], *, stage: str, **context: Any
+    ) -> tuple[Answer, Completion] | LLMFailure:
+        """:meth:`ask`, also returning the completion (its token log-probabilities)."""
         completion = await self.generate(request, stage=stage, **context)
         if isinstance(completion, LLMFailure):
             return completion
         try:
-            return answer.model_validate(extract_json(completion.text))
+            return answer.model_validate(extract_json(completion.text)), completion
         except ValidationError as exc:
             reason = validation_message(exc)
         except ValueError as exc:

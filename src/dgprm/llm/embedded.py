@@ -87,6 +87,7 @@ class EmbeddedBackend:
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             finish_reason=choice.get("finish_reason") or "stop",
+            logprobs=(choice.get("logprobs") or {}).get("content"),
         )
 
     async def complete(self, request: ChatRequest) -> Completion:

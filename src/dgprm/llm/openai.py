@@ -118,6 +118,7 @@ class OpenAIBackend:
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             finish_reason=choice.get("finish_reason") or "stop",
+            logprobs=(choice.get("logprobs") or {}).get("content"),
         )
 
     async def aclose(self) -> None:

@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from dgprm.llm.base import ChatRequest, LLMFailure
+from dgprm.llm.base import ChatRequest, Completion, LLMFailure
 from dgprm.llm.client import LLMClient
 
 Answer = TypeVar("Answer", bound=BaseModel)
@@ -46,6 +46,7 @@ class Template(Protocol):
         max_tokens: int = 512,
         temperature: float = 0.0,
         seed: int = 0,
+        top_logprobs: int = 0,
         **values: str,
     ) -> ChatRequest: ...
 
@@ -139,12 +140,43 @@ async def ask_structured(
     ``where`` as its context) when the call failed or the answer does not validate.
 
     ``max_tokens`` defaults to the schema's :func:`token_budget` (plus a margin)."""
+    result = await ask_structured_completion(
+        client,
+        template,
+        answer,
+        stage=stage,
+        max_tokens=max_tokens,
+        seed=seed,
+        temperature=temperature,
+        where=where,
+        **values,
+    )
+    return result if isinstance(result, LLMFailure) else result[0]
+
+
+async def ask_structured_completion(
+    client: LLMClient,
+    template: Template,
+    answer: type[Answer],
+    *,
+    stage: str,
+    max_tokens: int | None = None,
+    seed: int = 0,
+    temperature: float = 0.0,
+    top_logprobs: int = 0,
+    where: dict[str, Any] | None = None,
+    **values: str,
+) -> tuple[Answer, Completion] | LLMFailure:
+    """:func:`ask_structured`, also returning the completion; with ``top_logprobs``, the
+    completion carries that many alternatives per token with their log-probabilities
+    (when the backend returns them)."""
     schema = answer_schema(answer)
     request = template.render(
         schema=schema,
         max_tokens=max_tokens or token_budget(schema) + BUDGET_MARGIN,
         seed=seed,
         temperature=temperature,
+        top_logprobs=top_logprobs,
         **values,
     )
-    return await client.ask(request, answer, stage=stage, **(where or {}))
+    return await client.ask_with_completion(request, answer, stage=stage, **(where or {}))

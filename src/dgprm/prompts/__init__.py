@@ -41,6 +41,7 @@ class PromptTemplate:
         max_tokens: int = 512,
         temperature: float = 0.0,
         seed: int = 0,
+        top_logprobs: int = 0,
         **values: str,
     ) -> ChatRequest:
         """Fill the placeholders and build the :class:`ChatRequest`."""
@@ -54,6 +55,7 @@ class PromptTemplate:
             temperature=temperature,
             seed=seed,
             template=self.tag,
+            top_logprobs=top_logprobs,
         )
 
 

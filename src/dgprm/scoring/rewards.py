@@ -12,11 +12,15 @@ from dgprm.config import SolutionAggregation  # noqa: F401 (re-exported, defined
 
 @dataclass
 class CriterionScore:
-    """The score in [0, 1] of one step on one criterion (a tree node id)."""
+    """The score in [0, 1] of one step on one criterion (a tree node id): the expected
+    score over the model's distribution, or the integer it sampled (``mode`` says which;
+    ``sampled`` is the integer it wrote, 0..9)."""
 
     id: str
     parent_id: str | None
     score: float
+    sampled: int | None = None
+    mode: str = "sample"
 
 
 @dataclass

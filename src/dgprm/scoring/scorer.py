@@ -70,7 +70,13 @@ class StepScorer:
         self.embedder = embedder
         self.config = config
         self.index = CriterionIndex(tree if config.mode != "no-tree" else None)
-        self.stages = Stages(client, self.index, seed=seed, temperature=temperature)
+        self.stages = Stages(
+            client,
+            self.index,
+            seed=seed,
+            temperature=temperature,
+            score_mode=config.score_mode,
+        )
         self.selection: Selection
         if config.mode == "no-tree":
             self.selection = NoTreeSelection()

@@ -77,7 +77,7 @@ async def ascore_steps(
     ``fallback`` is set) or ``None``; ``error`` names the first failed step (0-based, as in
     the error records of ``dgprm score``).
 
-    Example (a stand-in judge that gives every step 8 of 10, on the no-tree critic):
+    Example (a stand-in judge that gives every step 8 of 9, on the no-tree critic):
         >>> import asyncio, json
         >>> from dgprm.config import ScoringConfig
         >>> from dgprm.llm import Completion, LLMClient
@@ -89,7 +89,7 @@ async def ascore_steps(
         >>> scorer = StepScorer(None, LLMClient(Judge()), None, ScoringConfig(mode="no-tree"))
         >>> s = asyncio.run(ascore_steps(scorer, "What is 2+3?", ["2+3 = 5.", "So 5."]))
         >>> s.reward, s.ok, [r.reward for r in s.steps], s.usage.llm_calls
-        (0.8, True, [0.8, 0.8], 2)
+        (0.888889, True, [0.888889, 0.888889], 2)
         >>> s = asyncio.run(ascore_steps(scorer, " ", ["2+3 = 5."], on_error=0.0))
         >>> s.reward, s.fallback, s.failure, s.error
         (0.0, True, 'input', 'question is empty')

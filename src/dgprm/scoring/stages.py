@@ -14,14 +14,22 @@ validate, and comes back as an :class:`~dgprm.llm.base.LLMFailure` — never a d
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, create_model, field_validator
 
-from dgprm.llm.base import LLMFailure
+from dgprm.llm.base import Completion, LLMFailure
 from dgprm.llm.client import LLMClient
-from dgprm.llm.structured import AnswerModel, ask_structured
+from dgprm.llm.logprobs import (
+    RECOMMENDED_TOP_LOGPROBS,
+    ExpectedScore,
+    digit_scale,
+    expected_scores,
+    parse_entries,
+)
+from dgprm.llm.structured import AnswerModel, ask_structured, ask_structured_completion
 from dgprm.prompts import load_template, template_versions
 from dgprm.scoring.index import CriterionIndex
 from dgprm.scoring.rewards import CriterionScore
@@ -29,7 +37,7 @@ from dgprm.text import number_steps
 
 MAX_ASPECTS = 3
 ASPECT_CHARS = 100  # an aspect's longest text (bounded by the grammar, and so is its budget)
-SCORE_MAX = 10
+SCORE_MAX = 9  # one token per value (0..9): "10" would be two tokens, "1" then "0"
 PROMPTS = ("select", "analyze", "select_analyze", "score")
 
 Aspect = Annotated[str, Field(min_length=3, max_length=ASPECT_CHARS)]
@@ -144,12 +152,20 @@ class Stages:
     """The R, Φ and S calls for one client, one criterion index and one sampling setup."""
 
     def __init__(
-        self, client: LLMClient, index: CriterionIndex, *, seed: int = 0, temperature: float = 0.0
+        self,
+        client: LLMClient,
+        index: CriterionIndex,
+        *,
+        seed: int = 0,
+        temperature: float = 0.0,
+        score_mode: str = "expected",
     ) -> None:
         self.client = client
         self.index = index
         self.seed = seed
         self.temperature = temperature
+        self.score_mode = score_mode
+        self._warned = False
 
     @staticmethod
     def versions() -> dict[str, str]:
@@ -225,18 +241,62 @@ class Stages:
         return chosen, Analysis(fine_grained=answer.fine_grained, aspects=answer.aspects)  # type: ignore[attr-defined]
 
     async def score(self, view: StepView, criteria: list[str]) -> list[CriterionScore] | LLMFailure:
-        """S: the step's score on every criterion, normalised to [0, 1], in the given order."""
-        answer = await self._ask(
-            "score",
+        """S: the step's score on every criterion, normalised to [0, 1], in the given order.
+
+        With ``score_mode="expected"`` each score is the mean of the model's distribution
+        over the score tokens 0..9 at that position (G-Eval), read from the answer's token
+        log-probabilities; ``sampled`` keeps the integer it wrote. Where the backend
+        returns no log-probabilities, or a position cannot be read, the sampled integer is
+        used and the criterion says so (``mode``); the first such fallback warns once.
+        """
+        expected = self.score_mode == "expected"
+        result = await ask_structured_completion(
+            self.client,
+            load_template("score"),
             score_answer(criteria),
-            view,
             stage="score",
+            seed=self.seed,
+            temperature=self.temperature,
+            top_logprobs=RECOMMENDED_TOP_LOGPROBS if expected else 0,
+            where={"step": view.t},
+            question=view.question,
+            context=view.context,
+            step=view.step,
             criteria=self.index.listing(criteria),
         )
-        if isinstance(answer, LLMFailure):
-            return answer
+        if isinstance(result, LLMFailure):
+            return result
+        answer, completion = result
         given = answer.scores.model_dump(by_alias=True)  # type: ignore[attr-defined]
-        return [
-            CriterionScore(c, self.index.parent_of.get(c), round(given[c] / SCORE_MAX, 6))
-            for c in criteria
-        ]
+        read: dict[str, Any] = {}
+        if expected:
+            read = self._expected(completion, criteria)
+        scores = []
+        for c in criteria:
+            value = read.get(c)
+            if isinstance(value, ExpectedScore):
+                score, mode = value.expected, "expected"
+            else:
+                score, mode = float(given[c]), "sample" if not expected else f"sample ({value})"
+            scores.append(
+                CriterionScore(
+                    c, self.index.parent_of.get(c), round(score / SCORE_MAX, 6), given[c], mode
+                )
+            )
+        return scores
+
+    def _expected(self, completion: Completion, criteria: list[str]) -> dict[str, Any]:
+        """Each criterion's :class:`ExpectedScore`, or why it cannot be read (a gap code)."""
+        if completion.logprobs is None:
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"{self.client.model_id} returns no token log-probabilities: scores are "
+                    "the sampled integers (score_mode 'sample')",
+                    stacklevel=2,
+                )
+            return dict.fromkeys(criteria, "no log-probs")
+        found = expected_scores(
+            parse_entries(completion.logprobs), criteria, digit_scale(0, SCORE_MAX)
+        )
+        return {c: v if isinstance(v, ExpectedScore) else v.reason for c, v in found.items()}
