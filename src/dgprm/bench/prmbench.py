@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from dgprm.bench.calibrate import prmbench_threshold
 from dgprm.bench.judges import Judgement, check_method
 from dgprm.bench.metrics import (
     COLUMNS,
@@ -315,11 +316,18 @@ class PrmbenchRun:
 
 
 def _finish(
-    run_dir: Path, predictions: Path, items: dict[str, Item], source: Source, label: str
+    run_dir: Path,
+    predictions: Path,
+    items: dict[str, Item],
+    source: Source,
+    label: str,
+    calibration: dict[str, Any] | None = None,
 ) -> PrmbenchRun:
     """Official results of ``predictions`` over ``items`` into results.json and chart.png."""
     results = prmbench_results(items, read_predictions(predictions))
     results["label"] = label
+    if calibration is not None:
+        results["calibration"] = calibration
     write_json(run_dir / "results.json", results)
     rows = table_rows(results, label, load_leaderboard(leaderboard_path(source)))
     save_chart(run_dir / "chart.png", rows, label)
@@ -376,6 +384,7 @@ async def arun(
     runtime: RuntimeConfig | None = None,
     client: LLMClient | None = None,
     embedder: Embedder | None = None,
+    calibrate_on: str | Path | None = None,
     retry_errors: bool = False,
     progress: Progress | None = None,
 ) -> PrmbenchRun:
@@ -385,7 +394,9 @@ async def arun(
     Selection: ``subset400``, ``categories``, ``limit`` items per category, questions of
     ``fold``. A tree built from a question it would evaluate is refused. Without
     ``data`` the packaged sample is used. ``client`` overrides the LLM made from
-    ``runtime`` (and is not closed).
+    ``runtime`` (and is not closed). ``calibrate_on`` is another dgprm run (typically the
+    other fold): the threshold that maximises Overall on it is used (see
+    :mod:`dgprm.bench.calibrate`) and recorded in ``run.json`` and ``results.json``.
     """
     out = Path(out)
     check_run_dir(out, [data, *trees])
@@ -405,6 +416,14 @@ async def arun(
         if loaded
         else {}
     )
+    calibration = None
+    if calibrate_on is not None:
+        if method != "dgprm":
+            raise InputError("--calibrate-on sets dgprm's threshold; it needs --method dgprm")
+        calibration = prmbench_threshold(
+            calibrate_on, metric_items(records), evaluated={i for i, _ in selected}
+        )
+        scoring = scoring.replace(threshold=calibration.threshold)
     steps = {i: benchmark_steps(r["modified_process"]) or [] for i, r in selected}
     report, model_id = await judge_method(
         out,
@@ -421,6 +440,7 @@ async def arun(
             "categories": categories,
             "limit": limit,
             "fold": fold,
+            **({"calibration": calibration.to_dict()} if calibration else {}),
         },
         make_tasks=lambda judges: [
             Task(i, prmbench_question(r), steps[i], judges[which.get(i, 0)]) for i, r in selected
@@ -431,7 +451,14 @@ async def arun(
         progress=progress,
     )
     label = f"dgprm-{method} ({model_label(model_id)})"
-    result = _finish(out, out / PREDICTIONS, metric_items(selected), source, label)
+    result = _finish(
+        out,
+        out / PREDICTIONS,
+        metric_items(selected),
+        source,
+        label,
+        calibration.to_dict() if calibration else None,
+    )
     result.report = report
     result.empty_steps = sum(s == EMPTY_STEP for ss in steps.values() for s in ss)
     return result

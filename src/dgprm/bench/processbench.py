@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from dgprm.bench.calibrate import processbench_threshold
 from dgprm.bench.judges import Judgement, check_method
 from dgprm.bench.metrics import first_error, processbench_results
 from dgprm.bench.rundir import PREDICTIONS, RunReport, Task, check_run_dir, judge_method
@@ -55,6 +56,8 @@ def prediction_record(item: dict[str, Any], subset: str, judgement: Judgement) -
     }
     if judgement.error:
         row["error"] = judgement.error
+    if "rewards" in judgement.detail:  # dgprm's step rewards (what --calibrate-on reads)
+        row["rewards"] = judgement.detail["rewards"]
     return row
 
 
@@ -102,6 +105,7 @@ async def arun(
     runtime: RuntimeConfig | None = None,
     client: LLMClient | None = None,
     embedder: Embedder | None = None,
+    calibrate_on: str | Path | None = None,
     retry_errors: bool = False,
     progress: Progress | None = None,
 ) -> ProcessbenchRun:
@@ -118,6 +122,12 @@ async def arun(
     loaded = [RewardTree.load(t) for t in paths]
     items = {s: processbench_items(f)[:limit] for s, f in files.items()}
     by_id = {i["id"]: (s, i) for s, rows in items.items() for i in rows}
+    calibration = None
+    if calibrate_on is not None:
+        if method != "dgprm":
+            raise InputError("--calibrate-on sets dgprm's threshold; it needs --method dgprm")
+        calibration = processbench_threshold(calibrate_on, evaluated=set(by_id))
+        scoring = scoring.replace(threshold=calibration.threshold)
     report, model_id = await judge_method(
         out,
         method=method,
@@ -127,7 +137,11 @@ async def arun(
         runtime=runtime,
         client=client,
         embedder=embedder,
-        selection={"data": {s: str(f) for s, f in files.items()}, "limit": limit},
+        selection={
+            "data": {s: str(f) for s, f in files.items()},
+            "limit": limit,
+            **({"calibration": calibration.to_dict()} if calibration else {}),
+        },
         make_tasks=lambda judges: [
             Task(i["id"], i["problem"], i["steps"], judges[0])
             for rows in items.values()
@@ -140,6 +154,8 @@ async def arun(
     )
     rows = [row for _, row in iter_json_lines(out / PREDICTIONS)]
     results = results_by_subset(r for r in rows if r["id"] in by_id)
+    if calibration is not None:
+        results["calibration"] = calibration.to_dict()
     write_json(out / "results.json", results)
     return ProcessbenchRun(out, results, model_id, report)
 

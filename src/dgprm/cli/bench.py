@@ -36,6 +36,15 @@ MethodOpt = Annotated[
     str, typer.Option(help="dgprm (tree-based step rewards) or critic (one LLM call per item).")
 ]
 RunDirOpt = Annotated[Path, typer.Option("-o", "--out", help="Run directory (resumable).")]
+CalibrateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--calibrate-on",
+        help="Another dgprm run directory (e.g. the other fold): use the threshold that "
+        "maximises this benchmark's objective on its predictions (never tuned on the "
+        "evaluated items).",
+    ),
+]
 
 
 def _print_leaderboard(rows: list[tuple[str, list[float | None]]], label: str) -> None:
@@ -102,6 +111,7 @@ def prmbench(
     merge_r_phi: MergeOpt = False,
     score_mode: ScoreModeOpt = None,
     threshold: ThresholdOpt = None,
+    calibrate_on: CalibrateOpt = None,
     config: ConfigOpt = None,
     llm: LlmOpt = None,
     embedder: EmbedderOpt = None,
@@ -149,6 +159,7 @@ def prmbench(
             categories=[c.strip() for c in categories.split(",")] if categories else None,
             limit=limit,
             fold=fold,
+            calibrate_on=calibrate_on,
             scoring=settings.scoring,
             runtime=settings.runtime,
             retry_errors=retry_errors,
@@ -181,6 +192,7 @@ def processbench(
     merge_r_phi: MergeOpt = False,
     score_mode: ScoreModeOpt = None,
     threshold: ThresholdOpt = None,
+    calibrate_on: CalibrateOpt = None,
     config: ConfigOpt = None,
     llm: LlmOpt = None,
     embedder: EmbedderOpt = None,
@@ -215,6 +227,7 @@ def processbench(
             method=method,
             tree=tree,
             limit=limit,
+            calibrate_on=calibrate_on,
             scoring=settings.scoring,
             runtime=settings.runtime,
             retry_errors=retry_errors,
