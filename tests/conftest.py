@@ -141,6 +141,19 @@ def judge(request, *, aspects=("arithmetic is computed correctly",), score=lambd
     raise AssertionError(stage)
 
 
+def step_of(request) -> str:
+    """The step a score/select/analyze request evaluates."""
+    return user_text(request).split("Step to evaluate:\n")[1].split("\n")[0]
+
+
+def judge_by_content(request):
+    """The scripted step judge scoring 9, or 2 for a step with "wrong"; a step with "fail"
+    gets an unparseable answer."""
+    if request.template.startswith("score") and "fail" in step_of(request):
+        return "no JSON here"
+    return judge(request, score=lambda i, step: 2 if "wrong" in step else 9)
+
+
 @pytest.fixture
 def scripted_client() -> Callable[..., tuple[LLMClient, ScriptedBackend]]:
     def make(

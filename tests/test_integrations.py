@@ -19,27 +19,17 @@ from tests.conftest import (
     KeywordEmbedder,
     ScriptedBackend,
     critic_answer,
-    judge,
+    judge_by_content,
     openai_stub,
     small_tree,
+    step_of,
     user_text,
 )
 
 
-def step_of(request) -> str:
-    return user_text(request).split("Step to evaluate:\n")[1].split("\n")[0]
-
-
-def answer(request):
-    """Scores 9, or 2 for a step with "wrong"; an unparseable answer for a step with "fail"."""
-    if request.template.startswith("score") and "fail" in step_of(request):
-        return "no JSON"
-    return judge(request, score=lambda i, step: 2 if "wrong" in step else 9)
-
-
 def scripted():
     embedder = KeywordEmbedder(dim=64)
-    backend = ScriptedBackend(answer)
+    backend = ScriptedBackend(judge_by_content)
     client = LLMClient(backend, cache=ResponseCache(":memory:"), backoff=0.0)
     return StepScorer(small_tree(embedder), client, embedder, ScoringConfig()), backend
 

@@ -24,27 +24,17 @@ from tests.conftest import (
     KeywordEmbedder,
     ScriptedBackend,
     critic_answer,
-    judge,
+    judge_by_content,
     openai_stub,
     small_tree,
+    step_of,
     user_text,
 )
 
 KEY = "s3cret-bearer-key-0123456789"
 
 
-def step_of(request) -> str:
-    return user_text(request).split("Step to evaluate:\n")[1].split("\n")[0]
-
-
-def scored_by_content(request):
-    """The scripted judge: a step with "wrong" scores 2, "fail" gets an unparseable answer."""
-    if request.template.startswith("score") and "fail" in step_of(request):
-        return "no JSON here"
-    return judge(request, score=lambda i, step: 2 if "wrong" in step else 9)
-
-
-def make_scorer(answer=scored_by_content, *, concurrency=4, backend=None):
+def make_scorer(answer=judge_by_content, *, concurrency=4, backend=None):
     embedder = KeywordEmbedder(dim=64)
     backend = backend or ScriptedBackend(answer)
     client = LLMClient(backend, cache=ResponseCache(":memory:"), concurrency=concurrency)
@@ -348,7 +338,7 @@ class SlowBackend(ScriptedBackend):
     """Answers after a pause, and records the most calls it had in flight at once."""
 
     def __init__(self) -> None:
-        super().__init__(scored_by_content)
+        super().__init__(judge_by_content)
         self.in_flight = self.peak = 0
 
     async def complete(self, request):
