@@ -153,3 +153,24 @@ def test_bad_backend_specs_are_refused(spec):
 def test_missing_gguf_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="GGUF model file not found"):
         make_backend(f"gguf:{tmp_path / 'missing.gguf'}")
+
+
+def test_sampling_controls_reach_the_backend_and_the_cache_key():
+    from dgprm.config import RuntimeConfig
+
+    seen: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json=_openai_reply('{"ok": true}'))
+
+    runtime = RuntimeConfig(repeat_penalty=1.1, dry_multiplier=0.8)
+    backend = OpenAIBackend("http://test/v1", "m", transport=httpx.MockTransport(handler))
+    cache = ResponseCache(":memory:")
+    client = LLMClient(backend, cache=cache, sampling=runtime.sampling)
+    assert asyncio.run(client.ask(BASE, Ok, stage="s")).ok
+    assert seen[0]["repeat_penalty"] == 1.1 and seen[0]["dry_multiplier"] == 0.8
+    plain = LLMClient(backend, cache=cache)
+    asyncio.run(plain.ask(BASE, Ok, stage="s"))
+    assert len(seen) == 2 and "repeat_penalty" not in seen[1]  # another cache key
+    assert RuntimeConfig().sampling == {}

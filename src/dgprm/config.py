@@ -90,6 +90,24 @@ class RuntimeConfig(StageConfig):
         None, description="SQLite response cache (default $DGPRM_CACHE or ~/.cache/dgprm)."
     )
     seed: int = Field(0, description="Seed of every judge call.")
+    repeat_penalty: float = Field(
+        1.0,
+        gt=0,
+        description="llama.cpp repetition penalty of the judge (1: off). Measured on the "
+        "embedded judge: 1.3 put JSON debris into criteria, so it is off by default.",
+    )
+    frequency_penalty: float = Field(
+        0.0, description="OpenAI-style frequency penalty of the judge (0: off)."
+    )
+    presence_penalty: float = Field(
+        0.0, description="OpenAI-style presence penalty of the judge (0: off)."
+    )
+    dry_multiplier: float = Field(
+        0.0,
+        ge=0,
+        description="llama.cpp DRY repetition penalty of the judge (0: off; 0.8 turned the "
+        "embedded judge's copies of the prompt into paraphrases, not into usable criteria).",
+    )
     temperature: float = Field(0.0, ge=0, description="Sampling temperature of the judge.")
     max_chars: int = Field(20_000, ge=100, description="Longest accepted input text.")
     on_long: Literal["error", "truncate"] = Field(
@@ -99,6 +117,23 @@ class RuntimeConfig(StageConfig):
     @property
     def cache_path(self) -> Path:
         return Path(self.cache) if self.cache else default_cache_path()
+
+    @property
+    def sampling(self) -> dict[str, float]:
+        """The sampling controls that differ from their neutral value (sent with every
+        request and part of its cache key; none by default, so any server accepts them).
+
+        Example:
+            >>> RuntimeConfig().sampling, RuntimeConfig(dry_multiplier=0.8).sampling
+            ({}, {'dry_multiplier': 0.8})
+        """
+        neutral = {
+            "repeat_penalty": 1.0,
+            "frequency_penalty": 0.0,
+            "presence_penalty": 0.0,
+            "dry_multiplier": 0.0,
+        }
+        return {k: getattr(self, k) for k, v in neutral.items() if getattr(self, k) != v}
 
 
 class TreeConfig(StageConfig):

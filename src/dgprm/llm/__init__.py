@@ -100,4 +100,5 @@ def make_client(runtime: RuntimeConfig | str = "embedded") -> LLMClient:
         make_backend(runtime.llm, timeout=runtime.timeout),
         cache=ResponseCache(runtime.cache_path),
         concurrency=runtime.concurrency,
+        sampling=runtime.sampling,
     )

@@ -28,10 +28,13 @@ class ChatRequest:
     seed: int = 0
     template: str = ""
     top_logprobs: int = 0  # > 0: also return this many alternatives per token, with log-probs
+    sampling: tuple[tuple[str, float], ...] = ()  # extra sampling controls (repeat_penalty, …)
 
     def canonical(self, model_id: str) -> str:
         """The request as canonical JSON, including the model that answers it."""
-        extra = {"top_logprobs": self.top_logprobs} if self.top_logprobs else {}
+        extra: dict[str, Any] = {"top_logprobs": self.top_logprobs} if self.top_logprobs else {}
+        if self.sampling:
+            extra["sampling"] = dict(self.sampling)
         return json.dumps(
             {
                 "model": model_id,
@@ -56,6 +59,7 @@ class ChatRequest:
             "temperature": self.temperature,
             "seed": self.seed,
         }
+        body.update(self.sampling)
         if self.top_logprobs:
             body["logprobs"] = True
             body["top_logprobs"] = self.top_logprobs

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import json
 import random
 import time
@@ -124,8 +125,10 @@ class LLMClient:
         max_retries: int = 4,
         backoff: float = 1.0,
         max_backoff: float = 30.0,
+        sampling: dict[str, float] | None = None,
     ) -> None:
         self.backend = backend
+        self.sampling = tuple(sorted((sampling or {}).items()))
         self.cache = cache
         self.max_retries = max_retries
         self.backoff = backoff
@@ -165,6 +168,8 @@ class LLMClient:
 
         Raises the last error when every retry failed.
         """
+        if self.sampling and not request.sampling:  # the client's sampling controls
+            request = dataclasses.replace(request, sampling=self.sampling)
         key = request.cache_key(self.model_id)
         if self.cache is not None:
             cached = self.cache.get(key)
