@@ -16,17 +16,22 @@ The curated API:
 - **Benchmarks** — :mod:`dgprm.bench.prmbench` and :mod:`dgprm.bench.processbench`
   (``run`` / ``arun``);
 - **Configuration** — :class:`RuntimeConfig`, :class:`TreeConfig`, :class:`ScoringConfig`,
-  :class:`PairsConfig`, :class:`TrainConfig`, :class:`Settings` (all of them, with a file);
+  :class:`PairsConfig`, :class:`TrainConfig`, :class:`RewardConfig`, :class:`ServeConfig`,
+  :class:`Settings` (all of them, with a file);
+- **Serving** — :mod:`dgprm.serve` (``create_app``), :mod:`dgprm.integrations.trl`
+  (``DGPRMReward``), :mod:`dgprm.integrations.verl` (``compute_score``);
 - **Models** — :func:`make_client` (an LLM client from a spec: ``embedded``, ``gguf:PATH``,
-  ``openai:URL#MODEL``), :func:`make_backend`, :func:`make_embedder`.
+  ``openai:URL#MODEL``, ``hf:DIR``), :func:`make_backend`, :func:`make_embedder`.
 
 Everything heavy (torch, transformers, llama.cpp) is imported only when it is used.
 """
 
 from dgprm.config import (
     PairsConfig,
+    RewardConfig,
     RuntimeConfig,
     ScoringConfig,
+    ServeConfig,
     Settings,
     TrainConfig,
     TreeConfig,
@@ -51,9 +56,11 @@ __all__ = [
     "InputError",
     "LLMClient",
     "PairsConfig",
+    "RewardConfig",
     "RewardTree",
     "RuntimeConfig",
     "ScoringConfig",
+    "ServeConfig",
     "Settings",
     "StepReward",
     "StepScorer",

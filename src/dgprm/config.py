@@ -72,8 +72,8 @@ class RuntimeConfig(StageConfig):
 
     llm: str = Field(
         "embedded",
-        description="LLM: 'embedded' (SmolLM2-135M, in process), 'gguf:PATH' or "
-        "'openai:BASE_URL#MODEL'.",
+        description="LLM: 'embedded' (SmolLM2-135M, in process), 'gguf:PATH', "
+        "'openai:BASE_URL#MODEL' or 'hf:DIR' (a Hugging Face model or dgprm LoRA adapter).",
     )
     embedder: str | None = Field(
         None,

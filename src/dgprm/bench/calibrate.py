@@ -117,6 +117,8 @@ def prmbench_threshold(
     (its predictions of the metric ``items``). Refuses a run that judged any of the
     ``evaluated`` item ids."""
     _, rows = _run(run_dir)
+    if rows and "idx" not in rows[0]:
+        raise InputError(f"{run_dir}: not a PRMBench run (its predictions have no 'idx')")
     overlap = evaluated & {str(row["idx"]) for row in rows}
     if overlap:
         raise InputError(
@@ -139,6 +141,8 @@ def prmbench_threshold(
 def processbench_threshold(run_dir: str | Path, evaluated: set[str] = frozenset()) -> Calibration:
     """The threshold maximising ProcessBench's F1 on the dgprm run ``run_dir``."""
     _, rows = _run(run_dir)
+    if rows and not {"id", "label"} <= rows[0].keys():
+        raise InputError(f"{run_dir}: not a ProcessBench run (its predictions have no 'label')")
     overlap = evaluated & {str(row["id"]) for row in rows}
     if overlap:
         raise InputError(

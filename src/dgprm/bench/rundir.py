@@ -173,6 +173,7 @@ def method_config(
             for p, t in zip(tree_paths, trees, strict=True)
         ],
         "merge_r_phi": scoring.merge_r_phi,
+        "score_mode": scoring.score_mode,
         "hyperparameters": {
             **{k: getattr(scoring, k) for k in ("mu", "zeta", "agg", "threshold")},
             "seed": runtime.seed,

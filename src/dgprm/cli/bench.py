@@ -256,6 +256,13 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+def _ints(text: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in _csv(text))
+    except ValueError:
+        raise InputError(f"{option}: expected comma-separated integers, got {text!r}") from None
+
+
 @app.command("downstream")
 def downstream(
     out: RunDirOpt,
@@ -322,7 +329,7 @@ def downstream(
         task=task,
         prms=_csv(prm),
         strategies=_csv(strategy),
-        ns=tuple(int(x) for x in _csv(n)),
+        ns=_ints(n, "--n"),
         aggs=_csv(agg),
         temperature=temperature,
         seed=seed,

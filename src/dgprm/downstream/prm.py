@@ -154,7 +154,7 @@ def make_prms(
         raise InputError("--tree is used only by PRM dgprm; add dgprm to the PRMs or drop --tree")
     scoring, runtime = scoring or ScoringConfig(), runtime or RuntimeConfig()
     hyper = {
-        **{k: getattr(scoring, k) for k in ("mu", "zeta", "agg", "threshold")},
+        **{k: getattr(scoring, k) for k in ("mu", "zeta", "agg", "threshold", "score_mode")},
         "seed": runtime.seed,
     }
     sampling = {"seed": runtime.seed, "temperature": runtime.temperature}

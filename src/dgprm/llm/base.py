@@ -87,6 +87,29 @@ class Completion:
     logprobs: list[dict[str, Any]] | None = None
 
 
+def completion_from_chat(answer: Any) -> Completion:
+    """The :class:`Completion` in an OpenAI ``/chat/completions`` answer (what every
+    backend here returns); a malformed answer is a :class:`PermanentLLMError`.
+
+    Example:
+        >>> completion_from_chat({"choices": [{"message": {"content": "hi"}}]}).text
+        'hi'
+    """
+    try:
+        choice = answer["choices"][0]
+        text = choice["message"].get("content") or ""
+        usage = answer.get("usage") or {}
+        return Completion(
+            text=text,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            finish_reason=choice.get("finish_reason") or "stop",
+            logprobs=(choice.get("logprobs") or {}).get("content"),
+        )
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+        raise PermanentLLMError(f"malformed chat response: {exc!r}") from None
+
+
 class TransientLLMError(RuntimeError):
     """A failure worth retrying (timeout, 429, 5xx, connection reset)."""
 

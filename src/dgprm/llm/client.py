@@ -258,3 +258,5 @@ class LLMClient:
 
     async def aclose(self) -> None:
         await self.backend.aclose()
+        if self.cache is not None:
+            self.cache.close()

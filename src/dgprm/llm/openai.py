@@ -11,7 +11,13 @@ import urllib.request
 
 import httpx
 
-from dgprm.llm.base import ChatRequest, Completion, PermanentLLMError, TransientLLMError
+from dgprm.llm.base import (
+    ChatRequest,
+    Completion,
+    PermanentLLMError,
+    TransientLLMError,
+    completion_from_chat,
+)
 from dgprm.llm.transport import KeepAliveTransport
 
 API_KEY_ENVS = ("DGPRM_API_KEY", "OPENAI_API_KEY")
@@ -105,21 +111,14 @@ class OpenAIBackend:
             response = await self._http.post("/chat/completions", json=body)
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise TransientLLMError(f"{type(exc).__name__}: {exc}") from exc
+        except httpx.HTTPError as exc:  # a bad URL, a proxy error, …: retrying will not help
+            raise PermanentLLMError(f"{type(exc).__name__}: {exc}") from exc
         raise_for_status(response)
         try:
             answer = response.json()
-            choice = answer["choices"][0]
-            text = choice["message"].get("content") or ""
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+        except ValueError as exc:
             raise PermanentLLMError(f"malformed chat response: {exc}") from exc
-        usage = answer.get("usage") or {}
-        return Completion(
-            text=text,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            finish_reason=choice.get("finish_reason") or "stop",
-            logprobs=(choice.get("logprobs") or {}).get("content"),
-        )
+        return completion_from_chat(answer)
 
     async def aclose(self) -> None:
         await self._http.aclose()

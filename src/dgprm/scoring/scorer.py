@@ -60,11 +60,7 @@ class StepScorer:
                 raise InputError("the reward tree has no criteria (parents); rebuild it")
             if not tree.selectable_ids() & {p.id for p in tree.parents}:
                 raise InputError("every parent of the reward tree is disabled; enable one")
-            if tree.embedder != embedder.model_id:
-                raise InputError(
-                    f"tree was built with embedder {tree.embedder!r} but {embedder.model_id!r} "
-                    "is configured; pass the tree's --embedder"
-                )
+            tree.check_embedder(embedder.model_id)
         self.tree = tree
         self.client = client
         self.embedder = embedder

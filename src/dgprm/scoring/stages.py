@@ -296,7 +296,9 @@ class Stages:
                     stacklevel=2,
                 )
             return dict.fromkeys(criteria, "no log-probs")
-        found = expected_scores(
-            parse_entries(completion.logprobs), criteria, digit_scale(0, SCORE_MAX)
-        )
+        try:
+            entries = parse_entries(completion.logprobs)
+        except (ValueError, TypeError, KeyError):
+            return dict.fromkeys(criteria, "malformed log-probs")
+        found = expected_scores(entries, criteria, digit_scale(0, SCORE_MAX))
         return {c: v if isinstance(v, ExpectedScore) else v.reason for c, v in found.items()}

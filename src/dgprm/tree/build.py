@@ -21,7 +21,6 @@ import numpy as np
 
 from dgprm.config import RuntimeConfig, TreeConfig
 from dgprm.embed import Embedder, make_embedder
-from dgprm.errors import InputError
 from dgprm.files import check_output_dir, file_sha256
 from dgprm.llm import make_client
 from dgprm.llm.base import LLMFailure
@@ -31,7 +30,7 @@ from dgprm.progress import NoProgress, Progress
 from dgprm.prompts import template_versions
 from dgprm.records import PreferencePair, records_from
 from dgprm.tree.cluster import Features, assign_clusters, central_member
-from dgprm.tree.model import Criterion, Node, RewardTree, tree_embedder_spec
+from dgprm.tree.model import Criterion, Node, RewardTree, text_by_person, tree_embedder_spec
 from dgprm.tree.stages import judge_and_validate, summarize_parent
 from dgprm.version import __version__
 
@@ -137,11 +136,6 @@ async def _criteria_for(
     return criteria, failures
 
 
-def _text_by_person(node: Node) -> bool:
-    """Whether a person wrote or changed the node's text (``tree add`` keeps such texts)."""
-    return node.origin == "human" or any(e.get("op") == "text" for e in node.edits)
-
-
 def _next_id(prefix: str, nodes: list[Node]) -> int:
     numbers = [
         int(n.id[len(prefix) :])
@@ -187,11 +181,7 @@ async def extend_tree(
     config = config or TreeConfig()
     runtime = runtime or RuntimeConfig()
     tree = tree or empty_tree(embedder, config, runtime, client.model_id)
-    if tree.embedder != embedder.model_id:
-        raise InputError(
-            f"tree was built with embedder {tree.embedder!r} but {embedder.model_id!r} is "
-            "configured; pass the tree's --embedder"
-        )
+    tree.check_embedder(embedder.model_id)
     report = BuildReport()
     known = {c.pair_id for c in tree.criteria} | {str(e.get("pair_id")) for e in tree.errors}
     fresh = [p for p in pairs if p.id not in known]
@@ -301,7 +291,7 @@ async def extend_tree(
     # --- child texts: the most central member ------------------------------------------
     crit_by_id = {c.id: c for c in criteria}
     for child in children:
-        if child.id in touched_children and not _text_by_person(child):
+        if child.id in touched_children and not text_by_person(child):
             member_vectors = crit_vectors[[crit_row[m] for m in child.members]]
             child.text = crit_by_id[child.members[central_member(member_vectors)]].text
     for parent in parents:
@@ -312,7 +302,7 @@ async def extend_tree(
         parent.members = [m for c in parent.children for m in by_id[c].members]
 
     # --- summarizer: one call per changed parent with ≥ 2 children ---------------------
-    to_summarize = [p for p in parents if p.id in changed_parents and not _text_by_person(p)]
+    to_summarize = [p for p in parents if p.id in changed_parents and not text_by_person(p)]
     progress.start("summarize", len(to_summarize))
     summary_failures: list[LLMFailure] = []
 
@@ -344,14 +334,14 @@ async def extend_tree(
     child_dir: dict[str, np.ndarray] = {}
     for i, node in enumerate(nodes):
         if node.level == "child":
-            if node.id in old_row and (node.id not in changed or _text_by_person(node)):
+            if node.id in old_row and (node.id not in changed or text_by_person(node)):
                 node_rows[i] = old_row[node.id]
             else:
                 node_rows[i] = crit_vectors[[crit_row[m] for m in node.members]].mean(axis=0)
             child_dir[node.id] = node_rows[i] / max(float(np.linalg.norm(node_rows[i])), 1e-12)
     for i, node in enumerate(nodes):
         if node.level == "parent":
-            if node.id in old_row and (node.id not in changed or _text_by_person(node)):
+            if node.id in old_row and (node.id not in changed or text_by_person(node)):
                 node_rows[i] = old_row[node.id]
             else:
                 members = [c for c in node.children if by_id[c].active] or node.children

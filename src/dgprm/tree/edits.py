@@ -24,7 +24,7 @@ manifest (``edits``: version, SHA-256 of the file, what changed) and on every no
 changed (``Node.edits``).
 
 Example:
-    >>> from dgprm.tree.model import Criterion, Node, RewardTree
+    >>> from dgprm.tree.model import Criterion, Node, RewardTree, TreeError, text_by_person
     >>> import numpy as np, pathlib, tempfile
     >>> tree = RewardTree(
     ...     [Node("p001", "parent", "Sound steps", children=["c0001"], members=["a/0"],
@@ -73,7 +73,7 @@ from dgprm.errors import InputError
 from dgprm.files import atomic_path, check_not_an_input, check_output_dir
 from dgprm.progress import counted
 from dgprm.records import DEFAULT_MAX_CHARS
-from dgprm.tree.model import Criterion, Node, RewardTree
+from dgprm.tree.model import Criterion, Node, RewardTree, TreeError, text_by_person
 
 EDITS_FORMAT = 1
 TOP_KEYS = ("format", "exported_from", "edit_version", "parents")
@@ -585,21 +585,16 @@ def _resolve_embedder(embedder: EmbedderSource, tree: RewardTree, path: Path) ->
     if embedder is None:
         raise EditError(f"{path}: new or changed texts need the tree's embedder to embed them")
     resolved = embedder if isinstance(embedder, Embedder) else embedder()
-    if resolved.model_id != tree.embedder:
-        raise EditError(
-            f"tree was built with embedder {tree.embedder!r} but {resolved.model_id!r} is "
-            "configured; pass the tree's --embedder"
-        )
+    try:
+        tree.check_embedder(resolved.model_id)
+    except TreeError as exc:
+        raise EditError(str(exc)) from None
     return resolved
 
 
 def _unit(row: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(row))
     return row / norm if norm > 0 else row
-
-
-def _person_text(node: Node) -> bool:
-    return node.origin == "human" or any(e.get("op") == "text" for e in node.edits)
 
 
 def apply_edits(
@@ -715,7 +710,7 @@ def apply_edits(
         source.members, source.sources = [], []
         source.merged_into, source.disabled = target.id, True
         touched_parents |= {str(source.parent), str(target.parent)}
-        if not _person_text(target):
+        if not text_by_person(target):
             recentre.add(target.id)
 
     if to_embed:
@@ -733,7 +728,7 @@ def apply_edits(
         parent = index[parent_id]
         children = [index[c] for c in parent.children]
         live = [c for c in children if c.active]
-        if live and not _person_text(parent):
+        if live and not text_by_person(parent):
             node_row[parent_id] = np.mean([_unit(node_row[c.id]) for c in live], axis=0)
         parent.members = [m for c in children for m in c.members]
         parent.sources = []

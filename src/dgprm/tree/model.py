@@ -195,6 +195,14 @@ class RewardTree:
     def embedder(self) -> str:
         return str(self.manifest.get("embedder", ""))
 
+    def check_embedder(self, model_id: str) -> None:
+        """Refuse an embedder other than the one the tree's vectors were made with."""
+        if self.embedder != model_id:
+            raise TreeError(
+                f"tree was built with embedder {self.embedder!r} but {model_id!r} is "
+                "configured; pass the tree's --embedder"
+            )
+
     def check(self) -> None:
         """Raise :class:`TreeError` unless the structure is self-consistent."""
         index = self._index()
@@ -320,6 +328,16 @@ class _TreeFile(BaseModel):
     nodes: list[Node]
     criteria: list[Criterion]
     errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def text_by_person(node: Node) -> bool:
+    """Whether a person wrote or changed the node's text (``tree add`` keeps such texts).
+
+    Example:
+        >>> text_by_person(Node("c1", "child", "t", edits=[{"op": "text", "version": 1}]))
+        True
+    """
+    return node.origin == "human" or any(e.get("op") == "text" for e in node.edits)
 
 
 def tree_embedder_spec(tree: RewardTree | None, explicit: str | None = None) -> str:
