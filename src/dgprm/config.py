@@ -4,7 +4,9 @@
 - :class:`TreeConfig` — building a reward tree (ξ, parent ξ, criteria per pair);
 - :class:`ScoringConfig` — dynamic step scoring (μ, ζ, aggregation, threshold, mode);
 - :class:`PairsConfig` — sampling candidate steps for Pareto pairs;
-- :class:`TrainConfig` — step-wise DPO.
+- :class:`TrainConfig` — step-wise DPO;
+- :class:`RewardConfig` — one reward per solution for RL (``dgprm serve``, TRL, verl);
+- :class:`ServeConfig` — the HTTP reward server.
 
 Defaults are written here once: the command line takes its defaults and help from these
 fields. :class:`Settings` groups them and loads an optional TOML file (``--config``), flags
