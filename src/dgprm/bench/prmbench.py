@@ -450,7 +450,7 @@ async def arun(
         retry_errors=retry_errors,
         progress=progress,
     )
-    label = f"dgprm-{method} ({model_label(model_id)})"
+    label = f"{'dgprm' if method == 'dgprm' else f'dgprm-{method}'} ({model_label(model_id)})"
     result = _finish(
         out,
         out / PREDICTIONS,
