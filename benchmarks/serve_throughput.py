@@ -83,6 +83,15 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads); ``None``: this one."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_server(
     tree: Path, llm: str, concurrency: int, cache: str
 ) -> tuple[subprocess.Popen, str]:
@@ -162,7 +171,7 @@ class Load:
         return latencies, wall, errors
 
 
-def throughput(url: str, args: argparse.Namespace) -> None:
+def throughput(url: str, args: argparse.Namespace, pids: dict[str, int | None]) -> None:
     load = Load(url, args.steps)
     asyncio.run(load.run(8, seconds=3))  # warm-up: connections, caches, code paths
     d, c, k = args.delay, args.concurrency, args.steps
@@ -175,8 +184,12 @@ def throughput(url: str, args: argparse.Namespace) -> None:
         "| LLM calls/s | errors |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    cpu_rows = []
     for n in args.clients:
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         latencies, wall, errors = asyncio.run(load.run(n, seconds=args.seconds))
+        used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+        cpu_rows.append((n, len(latencies), wall, used))
         rate = len(latencies) / wall
         ideal = min(n * k, c) / (3 * k * d)
         ideal_latency = 3 * d * max(1.0, n * k / c)
@@ -188,6 +201,19 @@ def throughput(url: str, args: argparse.Namespace) -> None:
         )
     for failure in sorted(set(load.failures)):
         print(f"  error: {failure} ({load.failures.count(failure)}×)")
+    cores = os.cpu_count() or 1
+    names = list(pids)
+    print(f"\nCPU per request (ms), by process; the CPU bound is {cores} cores / the total")
+    print("| clients | " + " | ".join(names) + " | total | cores busy | CPU-bound req/s |")
+    print("|---:|" + "---:|" * (len(names) + 3))
+    for n, done, wall, used in cpu_rows:
+        total = sum(used.values())
+        per = " | ".join(f"{1000 * used[name] / max(done, 1):.1f}" for name in names)
+        bound = cores * done / total if total else float("inf")
+        print(
+            f"| {n} | {per} | {1000 * total / max(done, 1):.1f} | {total / wall:.2f} "
+            f"| {bound:.0f} |"
+        )
 
 
 def memory(url: str, pid: int, args: argparse.Namespace) -> None:
@@ -310,7 +336,8 @@ def main() -> None:
         cache = args.cache or str(work / "cache.sqlite")
         server, url = start_server(tree, llm, args.concurrency, cache)
         if args.clients:
-            throughput(url, args)
+            pids = {"server": server.pid, "stub": stub.pid, "load generator": None}
+            throughput(url, args, pids)
         if args.memory_requests:
             memory(url, server.pid, args)
         server.send_signal(signal.SIGINT)
