@@ -4,8 +4,11 @@ and the Ray path against a single process, all against the stub LLM server.
 Setting: a stub OpenAI-compatible server on 127.0.0.1 (``stub_llm.py``, own process) answers
 after a fixed delay; its aspects quote the step, so every step's aspects are new texts for
 the real MiniLM embedder (``minilm``, as users run it). The tree (6 parents × 10 children)
-is embedded with MiniLM. ``dgprm serve`` runs as users run it (its own process, SQLite
-response cache, access log to /dev/null). Each request is one OpenAI-style query (chat
+is embedded with MiniLM. ``--embedder server`` moves embedding out of the server's process,
+as a deployment with an embedding server does: tree and aspects are embedded by the stub's
+``/v1/embeddings`` (hash vectors, no delay), so the table shows what the server itself
+costs. ``dgprm serve`` runs as users run it (its own process, SQLite response cache, access
+log to /dev/null). Each request is one OpenAI-style query (chat
 prompt + a response of ``--steps`` unique steps).
 
 Ideal: a request is three dependent LLM calls per step (R, Φ, S), its steps in parallel, so
@@ -14,6 +17,7 @@ N clients: ideal requests/s = min(N × steps, concurrency) / (3 × steps × dela
 
 Usage: python benchmarks/serve_throughput.py [--delay 0.05] [--concurrency 32] [--steps 2]
        [--clients 8 32 64] [--seconds 20] [--memory-requests 10000] [--ray-trajectories 96]
+       [--embedder minilm|server]
 """
 
 from __future__ import annotations
@@ -41,9 +45,9 @@ PROMPT = "<|im_start|>user\nQuestion {i}: what is {i} + {i}?<|im_end|>\n<|im_sta
 TOPICS = ["arithmetic", "algebra", "units", "logic", "definitions", "notation"]
 
 
-def minilm_tree(directory: Path) -> Path:
-    """A 6 × 10 tree whose node vectors are MiniLM embeddings of their texts."""
-    embedder = make_embedder("minilm")
+def embedded_tree(directory: Path, spec: str = "minilm") -> Path:
+    """A 6 × 10 tree whose node vectors are embeddings of their texts by ``spec``."""
+    embedder = make_embedder(spec)
     nodes, criteria, texts = [], [], []
     for p, topic in enumerate(TOPICS):
         kids = [f"c{p}_{k}" for k in range(10)]
@@ -66,7 +70,7 @@ def minilm_tree(directory: Path) -> Path:
     children = embedder.encode(texts)
     parents = embedder.encode([n.text for n in nodes[: len(TOPICS)]])
     vectors = np.concatenate([parents, children, children]).astype(np.float32)
-    manifest = {"embedder": embedder.model_id, "embedder_spec": "minilm"}
+    manifest = {"embedder": embedder.model_id, "embedder_spec": spec}
     return RewardTree(nodes, criteria, vectors, manifest).save(directory / "tree")
 
 
@@ -323,6 +327,12 @@ def main() -> None:
         help="the stub writes one aspect for every step (the embedder's cache answers it)",
     )
     parser.add_argument(
+        "--embedder",
+        choices=["minilm", "server"],
+        default="minilm",
+        help="MiniLM in the server's process, or the stub's /v1/embeddings (see above)",
+    )
+    parser.add_argument(
         "--cache", help="the server's response cache (default: a new SQLite file; ':memory:')"
     )
     args = parser.parse_args()
@@ -331,7 +341,9 @@ def main() -> None:
     llm = f"openai:{stub_url}#stub"
     server = None
     try:
-        tree = minilm_tree(work)
+        spec = "minilm" if args.embedder == "minilm" else f"openai:{stub_url}#hash"
+        tree = embedded_tree(work, spec)
+        print(f"embedder: {spec}")
         print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
         cache = args.cache or str(work / "cache.sqlite")
         server, url = start_server(tree, llm, args.concurrency, cache)
