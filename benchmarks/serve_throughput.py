@@ -4,8 +4,11 @@ and the Ray path against a single process, all against the stub LLM server.
 Setting: a stub OpenAI-compatible server on 127.0.0.1 (``stub_llm.py``, own process) answers
 after a fixed delay; its aspects quote the step, so every step's aspects are new texts for
 the real MiniLM embedder (``minilm``, as users run it). The tree (6 parents × 10 children)
-is embedded with MiniLM. ``dgprm serve`` runs as users run it (its own process, SQLite
-response cache, access log to /dev/null). Each request is one OpenAI-style query (chat
+is embedded with MiniLM. ``--embedder server`` moves embedding out of the server's process,
+as a deployment with an embedding server does: tree and aspects are embedded by the stub's
+``/v1/embeddings`` (hash vectors, no delay), so the table shows what the server itself
+costs. ``dgprm serve`` runs as users run it (its own process, SQLite response cache, access
+log to /dev/null). Each request is one OpenAI-style query (chat
 prompt + a response of ``--steps`` unique steps).
 
 Ideal: a request is three dependent LLM calls per step (R, Φ, S), its steps in parallel, so
@@ -14,6 +17,7 @@ N clients: ideal requests/s = min(N × steps, concurrency) / (3 × steps × dela
 
 Usage: python benchmarks/serve_throughput.py [--delay 0.05] [--concurrency 32] [--steps 2]
        [--clients 8 32 64] [--seconds 20] [--memory-requests 10000] [--ray-trajectories 96]
+       [--embedder minilm|server]
 """
 
 from __future__ import annotations
@@ -41,9 +45,9 @@ PROMPT = "<|im_start|>user\nQuestion {i}: what is {i} + {i}?<|im_end|>\n<|im_sta
 TOPICS = ["arithmetic", "algebra", "units", "logic", "definitions", "notation"]
 
 
-def minilm_tree(directory: Path) -> Path:
-    """A 6 × 10 tree whose node vectors are MiniLM embeddings of their texts."""
-    embedder = make_embedder("minilm")
+def embedded_tree(directory: Path, spec: str = "minilm") -> Path:
+    """A 6 × 10 tree whose node vectors are embeddings of their texts by ``spec``."""
+    embedder = make_embedder(spec)
     nodes, criteria, texts = [], [], []
     for p, topic in enumerate(TOPICS):
         kids = [f"c{p}_{k}" for k in range(10)]
@@ -66,7 +70,7 @@ def minilm_tree(directory: Path) -> Path:
     children = embedder.encode(texts)
     parents = embedder.encode([n.text for n in nodes[: len(TOPICS)]])
     vectors = np.concatenate([parents, children, children]).astype(np.float32)
-    manifest = {"embedder": embedder.model_id, "embedder_spec": "minilm"}
+    manifest = {"embedder": embedder.model_id, "embedder_spec": spec}
     return RewardTree(nodes, criteria, vectors, manifest).save(directory / "tree")
 
 
@@ -81,6 +85,15 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads); ``None``: this one."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_server(
@@ -162,7 +175,7 @@ class Load:
         return latencies, wall, errors
 
 
-def throughput(url: str, args: argparse.Namespace) -> None:
+def throughput(url: str, args: argparse.Namespace, pids: dict[str, int | None]) -> None:
     load = Load(url, args.steps)
     asyncio.run(load.run(8, seconds=3))  # warm-up: connections, caches, code paths
     d, c, k = args.delay, args.concurrency, args.steps
@@ -175,8 +188,12 @@ def throughput(url: str, args: argparse.Namespace) -> None:
         "| LLM calls/s | errors |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    cpu_rows = []
     for n in args.clients:
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         latencies, wall, errors = asyncio.run(load.run(n, seconds=args.seconds))
+        used = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+        cpu_rows.append((n, len(latencies), wall, used))
         rate = len(latencies) / wall
         ideal = min(n * k, c) / (3 * k * d)
         ideal_latency = 3 * d * max(1.0, n * k / c)
@@ -188,6 +205,19 @@ def throughput(url: str, args: argparse.Namespace) -> None:
         )
     for failure in sorted(set(load.failures)):
         print(f"  error: {failure} ({load.failures.count(failure)}×)")
+    cores = os.cpu_count() or 1
+    names = list(pids)
+    print(f"\nCPU per request (ms), by process; the CPU bound is {cores} cores / the total")
+    print("| clients | " + " | ".join(names) + " | total | cores busy | CPU-bound req/s |")
+    print("|---:|" + "---:|" * (len(names) + 3))
+    for n, done, wall, used in cpu_rows:
+        total = sum(used.values())
+        per = " | ".join(f"{1000 * used[name] / max(done, 1):.1f}" for name in names)
+        bound = cores * done / total if total else float("inf")
+        print(
+            f"| {n} | {per} | {1000 * total / max(done, 1):.1f} | {total / wall:.2f} "
+            f"| {bound:.0f} |"
+        )
 
 
 def memory(url: str, pid: int, args: argparse.Namespace) -> None:
@@ -297,6 +327,12 @@ def main() -> None:
         help="the stub writes one aspect for every step (the embedder's cache answers it)",
     )
     parser.add_argument(
+        "--embedder",
+        choices=["minilm", "server"],
+        default="minilm",
+        help="MiniLM in the server's process, or the stub's /v1/embeddings (see above)",
+    )
+    parser.add_argument(
         "--cache", help="the server's response cache (default: a new SQLite file; ':memory:')"
     )
     args = parser.parse_args()
@@ -305,12 +341,15 @@ def main() -> None:
     llm = f"openai:{stub_url}#stub"
     server = None
     try:
-        tree = minilm_tree(work)
+        spec = "minilm" if args.embedder == "minilm" else f"openai:{stub_url}#hash"
+        tree = embedded_tree(work, spec)
+        print(f"embedder: {spec}")
         print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
         cache = args.cache or str(work / "cache.sqlite")
         server, url = start_server(tree, llm, args.concurrency, cache)
         if args.clients:
-            throughput(url, args)
+            pids = {"server": server.pid, "stub": stub.pid, "load generator": None}
+            throughput(url, args, pids)
         if args.memory_requests:
             memory(url, server.pid, args)
         server.send_signal(signal.SIGINT)

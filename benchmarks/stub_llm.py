@@ -2,15 +2,28 @@
 
 It answers every chat request with a minimal instance of the request's JSON schema after a
 fixed delay, in its own process (so it does not share the benchmark's GIL), and stops with
-the script that started it.
+the script that started it. ``POST /v1/embeddings`` answers at once with a unit vector of
+``EMBED_DIM`` numbers seeded by each text (an embedding server that costs almost nothing).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import numpy as np
+
+EMBED_DIM = 384
+
+
+def hash_vector(text: str) -> list[float]:
+    """A unit vector seeded by ``text``: the same text, the same vector, in any process."""
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+    vector = np.random.default_rng(seed).normal(size=EMBED_DIM)
+    return (vector / np.linalg.norm(vector)).tolist()
 
 
 def instance(schema: dict[str, Any], text: str = "criterion aspect 3") -> Any:
@@ -69,28 +82,35 @@ def make_stub(delay: float, echo: bool = False) -> tuple[ThreadingHTTPServer, st
 
         def do_POST(self) -> None:  # noqa: N802 (http.server API)
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path.endswith("/embeddings"):
+                rows = [
+                    {"index": i, "embedding": hash_vector(t)} for i, t in enumerate(body["input"])
+                ]
+                reply = json.dumps({"data": rows, "model": body.get("model")}).encode()
+            else:
+                reply = json.dumps(self.chat(body)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def chat(self, body: dict[str, Any]) -> dict[str, Any]:
             time.sleep(delay)
             schema = body.get("response_format", {}).get("json_schema", {}).get("schema", {})
             text = "criterion aspect 3"
             if echo:
                 step = body["messages"][-1]["content"].split("Step to evaluate:\n")[-1]
                 text = "check that " + step.split("\n")[0][:60]
-            reply = json.dumps(
-                {
-                    "choices": [
-                        {
-                            "message": {"content": json.dumps(instance(schema, text))},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 10},
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
+            return {
+                "choices": [
+                    {
+                        "message": {"content": json.dumps(instance(schema, text))},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 10},
+            }
 
         def log_message(self, *args: Any) -> None:
             pass

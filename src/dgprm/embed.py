@@ -14,6 +14,7 @@ import asyncio
 import importlib.metadata
 import os
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -206,6 +207,9 @@ class AsyncEmbedder:
     :meth:`encode` call queues its texts; one worker thread encodes everything queued so
     far in one batch, so concurrent steps share a forward pass instead of waiting for
     each other one at a time. Vectors of the last ``cache_size`` distinct texts are kept.
+    The worker is one dedicated thread: a model's tensors are always allocated by the same
+    thread, so the allocator does not spread them over one arena per pool thread (the
+    server's memory grew with the number of distinct aspects when they were).
 
     Example:
         >>> class Letters:
@@ -226,39 +230,48 @@ class AsyncEmbedder:
         self.model_id = embedder.model_id
         self.cache_size = cache_size
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._queued: list[tuple[list[str], asyncio.Future[None]]] = []
+        self._queued: list[tuple[list[str], asyncio.Future[dict[str, np.ndarray]]]] = []
         self._worker: asyncio.Task[None] | None = None
+        self._thread: ThreadPoolExecutor | None = None
 
     async def encode(self, texts: list[str]) -> np.ndarray:
         """Unit float32 rows for ``texts``, in order."""
-        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        known = {t: self._vectors[t] for t in dict.fromkeys(texts) if t in self._vectors}
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
         if missing:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done: asyncio.Future[dict[str, np.ndarray]] = asyncio.get_running_loop().create_future()
             self._queued.append((missing, done))
             if self._worker is None or self._worker.done():
                 self._worker = asyncio.create_task(self._drain())
-            await done
-        rows = [self._vectors[t] for t in texts]
-        for t in texts:
-            self._vectors.move_to_end(t)
+            known.update(await done)
+        for text, vector in known.items():
+            self._vectors[text] = vector
+            self._vectors.move_to_end(text)
         while len(self._vectors) > self.cache_size:
             self._vectors.popitem(last=False)
+        rows = [known[t] for t in texts]
         dim = rows[0].shape[0] if rows else 0
         return np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
 
     async def _drain(self) -> None:
+        """Encode everything queued, batch after batch; each waiter gets its own vectors
+        (never read back from the cache, which another caller may have trimmed)."""
         while self._queued:
             batch, self._queued = self._queued, []
-            texts = list(dict.fromkeys(t for ts, _ in batch for t in ts if t not in self._vectors))
+            texts = list(dict.fromkeys(t for ts, _ in batch for t in ts))
             try:
-                vectors = await asyncio.to_thread(self.embedder.encode, texts) if texts else []
+                vectors = dict(zip(texts, await self._encode_in_thread(texts), strict=True))
             except Exception as exc:  # every waiter of this batch gets the error
                 for _, done in batch:
                     if not done.done():
                         done.set_exception(exc)
                 continue
-            for text, vector in zip(texts, vectors, strict=True):
-                self._vectors[text] = vector
-            for _, done in batch:
+            for wanted, done in batch:
                 if not done.done():
-                    done.set_result(None)
+                    done.set_result({t: vectors[t] for t in wanted})
+
+    async def _encode_in_thread(self, texts: list[str]) -> Any:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dgprm-embed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self.embedder.encode, texts)
