@@ -347,23 +347,8 @@ def _members_table(members: list[Criterion]) -> Markup:
                 ),
             )
         )
-    return el(
-        "table",
-        {"class": "grid members"},
-        el(
-            "thead",
-            None,
-            el(
-                "tr",
-                None,
-                el("th", None, "criterion"),
-                el("th", None, "title: description (as the judge wrote it)"),
-                el("th", None, "source pair"),
-                el("th", None, "validator: verdict and reason"),
-            ),
-        ),
-        el("tbody", None, rows),
-    )
+    heads = ["criterion", "title: description (as the judge wrote it)", "source pair"]
+    return _grid([*heads, "validator: verdict and reason"], rows, "members")
 
 
 def _search_text(*parts: object) -> str:
@@ -798,23 +783,7 @@ def _errors_table(summary: ScoresSummary) -> Markup:
         el(
             "div",
             {"class": "table-wrap short"},
-            el(
-                "table",
-                {"class": "grid"},
-                el(
-                    "thead",
-                    None,
-                    el(
-                        "tr",
-                        None,
-                        el("th", None, "trajectory"),
-                        el("th", None, "step"),
-                        el("th", None, "line"),
-                        el("th", None, "reason"),
-                    ),
-                ),
-                el("tbody", None, rows),
-            ),
+            _grid(["trajectory", "step", "line", "reason"], rows),
         ),
     )
 
@@ -1195,12 +1164,7 @@ def _build_section(tree: RewardTree) -> Markup:
         return el(
             "div",
             {"class": "table-wrap short"},
-            el(
-                "table",
-                {"class": "grid"},
-                el("thead", None, el("tr", None, [el("th", None, h) for h in heads])),
-                el("tbody", None, rows),
-            ),
+            _grid(heads, rows),
         )
 
     return el(
