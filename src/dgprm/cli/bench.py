@@ -18,6 +18,8 @@ from dgprm.cli.common import (
     LimitOpt,
     LlmOpt,
     RetryErrorsOpt,
+    TaskDataOpt,
+    TaskOpt,
     TimeoutOpt,
     console,
     load_settings,
@@ -266,11 +268,8 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 @app.command("downstream")
 def downstream(
     out: RunDirOpt,
-    task: Annotated[str, typer.Option(help="arc-c | strategyqa | qasc.")],
-    data: Annotated[
-        Path | None,
-        typer.Option(help="The task's data directory (or its parent). Default: packaged samples."),
-    ] = None,
+    task: TaskOpt,
+    data: TaskDataOpt = None,
     split: Annotated[str, typer.Option(help="train | dev | test (as the task provides).")] = "test",
     limit: LimitOpt = None,
     policy: Annotated[

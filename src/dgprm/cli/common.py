@@ -86,6 +86,11 @@ TruncateOpt = Annotated[
     ),
 ]
 LimitOpt = Annotated[int | None, typer.Option(min=1, help="Use only the first N input records.")]
+TaskOpt = Annotated[str, typer.Option(help="arc-c | strategyqa | qasc.")]
+TaskDataOpt = Annotated[
+    Path | None,
+    typer.Option(help="The task's data directory (or its parent). Default: packaged samples."),
+]
 RetryErrorsOpt = Annotated[
     bool,
     typer.Option(

@@ -12,6 +12,8 @@ from dgprm.cli.common import (
     ConcurrencyOpt,
     LimitOpt,
     RetryErrorsOpt,
+    TaskDataOpt,
+    TaskOpt,
     console,
     print_summary,
     with_progress,
@@ -85,12 +87,9 @@ def processbench_trajectories(
 @app.command("task-pairs")
 def task_pairs(
     out: OutOpt,
-    task: Annotated[str, typer.Option(help="arc-c | strategyqa | qasc.")],
+    task: TaskOpt,
     policy: Annotated[str, typer.Option(help="Policy LLM that samples solutions (--llm spec).")],
-    data: Annotated[
-        Path | None,
-        typer.Option(help="The task's data directory (or its parent). Default: packaged samples."),
-    ] = None,
+    data: TaskDataOpt = None,
     split: Annotated[str, typer.Option(help="train | dev | test.")] = "train",
     limit: LimitOpt = None,
     n: Annotated[int, typer.Option("--n", min=2, help="Solutions sampled per question.")] = 4,
@@ -132,11 +131,8 @@ def task_prefixes(
         Path, typer.Argument(help="The OUT.sampled.jsonl that dgprm data task-pairs kept.")
     ],
     out: OutOpt,
-    task: Annotated[str, typer.Option(help="arc-c | strategyqa | qasc.")],
-    data: Annotated[
-        Path | None,
-        typer.Option(help="The task's data directory (or its parent). Default: packaged samples."),
-    ] = None,
+    task: TaskOpt,
+    data: TaskDataOpt = None,
     split: Annotated[str, typer.Option(help="The split the solutions were sampled on.")] = "train",
 ) -> None:
     """Prefixes for ``dgprm pairs`` at every step of the policy's sampled solutions."""
