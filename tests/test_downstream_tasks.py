@@ -168,6 +168,8 @@ def test_malformed_json_array_names_the_line(tmp_path):
     [
         ("C", "C"),
         ("(C)", "C"),
+        ('"C"', "C"),  # quoted
+        ("“C”.", "C"),
         ("c", "C"),
         ("C.", "C"),
         ("**C**", "C"),
@@ -242,6 +244,17 @@ def test_a_choice_text_that_is_a_single_letter_word_is_read_as_the_label():
             None,
         ),
         ("Days shorten, so it is C.", ["Days shorten, so it is C."], None),
+        (  # the marker opens the last sentence of a line: the text before it is a step
+            "Step 1: Days shorten. The answer is D.",
+            ["Days shorten.", "Answer: D."],
+            "D",
+        ),
+        (  # ... the last such sentence; "is not the answer" is no marker
+            "It spins, which is not the answer. Answer: no. The answer is C.",
+            ["It spins, which is not the answer. Answer: no.", "Answer: C."],
+            "C",
+        ),
+        ("Answer choices differ. So it is C.", ["Answer choices differ. So it is C."], None),
         ("", [], None),
     ],
 )
@@ -266,6 +279,11 @@ def test_parse_step_reads_one_step_or_the_answer_line():
     assert parse_step("**Answer:** C", ARC) == ("Answer: C", "C", True)
     assert parse_step("Answer: perhaps", ARC) == ("Answer: perhaps", None, True)
     assert parse_step("  \n ", ARC) == ("", None, False)
+    assert parse_step("It spins faster. The answer is C.", ARC) == (
+        "It spins faster. The answer is C.",
+        "C",
+        True,
+    )
 
 
 def test_question_shows_lettered_choices():

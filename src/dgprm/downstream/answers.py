@@ -8,7 +8,8 @@ QASC) or yes/no (StrategyQA) from it. An answer that cannot be read is ``None`` 
 counted as unextractable by every strategy, never guessed.
 
 Extraction rules, on the text after the *last* answer line ("Answer:", "Final
-answer:", "The (final|correct) answer is", optionally after "Step N:" and markdown):
+answer:", "The (final|correct) answer is", optionally after "Step N:" and markdown, at
+the start of a line or of a sentence within it: "... so it is D. The answer is D."):
 
 - choice: a label alone ("C", "(C)", "C.", "C)", "Option C"), a label followed by
   ``.`` ``)`` ``:`` or ``,`` and any text ("C) Planetary days ..."), a label followed by
@@ -35,7 +36,9 @@ _ANSWER_LINE = re.compile(
     r"(?:(?:is\b|[:：\-])\s*[*]*\s*)+(?P<rest>.*)$",
     re.I,
 )
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s+")
 _TRIM = " \t*_`'\"“”.,;!"
+_QUOTES = "*_`'\"“” "
 
 
 @dataclass(frozen=True)
@@ -88,9 +91,24 @@ def answer_text(line: str) -> str | None:
         ('(C)', 'no.')
         >>> answer_text("Answers vary by region.") is None
         True
+        >>> answer_text("Plants make sugar. The answer is D.")
+        'D.'
     """
+    found = _split_answer(line)
+    return None if found is None else found[1]
+
+
+def _split_answer(line: str) -> tuple[str, str] | None:
+    """``(text before the marker, text after it)``: a marker at the start of the line
+    wins, else the one that opens the line's last sentence with a marker."""
     match = _ANSWER_LINE.match(line)
-    return None if match is None else match["rest"].strip()
+    if match is not None:
+        return "", match["rest"].strip()
+    for end in reversed([m.end() for m in _SENTENCE_END.finditer(line)]):
+        match = _ANSWER_LINE.match(line[end:])
+        if match is not None:
+            return line[:end].strip(), match["rest"].strip()
+    return None
 
 
 def _norm(text: str) -> str:
@@ -105,15 +123,15 @@ def extract_answer(text: str | None, record: TaskRecord) -> str | None:
         >>> from dgprm.downstream.tasks import Choice
         >>> r = TaskRecord(id="q", question="?", answer="B", choices=[
         ...     Choice(label="A", text="ice"), Choice(label="B", text="a rock")])
-        >>> [extract_answer(t, r) for t in ["B", "(b)", "B) a rock", "a rock", "A rock", "E"]]
-        ['B', 'B', 'B', 'B', 'B', None]
+        >>> [extract_answer(t, r) for t in ["B", "(b)", '"B"', "B) a rock", "a rock", "A rock", "E"]]
+        ['B', 'B', 'B', 'B', 'B', 'B', None]
         >>> yn = TaskRecord(id="q", question="?", answer="no")
         >>> [extract_answer(t, yn) for t in ["Yes, it is.", "False", "maybe"]]
         ['yes', 'no', None]
     """
     if text is None:
         return None
-    clean = text.strip().strip("*_` ")
+    clean = text.strip().strip(_QUOTES)
     if not clean:
         return None
     if record.choices is None:
@@ -174,11 +192,12 @@ def parse_solution(text: str, record: TaskRecord, max_steps: int = MAX_STEPS) ->
         True
     """
     lines = text.strip().splitlines()
-    found = [(i, answer_text(line)) for i, line in enumerate(lines)]
+    found = [(i, _split_answer(line)) for i, line in enumerate(lines)]
     answers = [(i, a) for i, a in found if a is not None]
     if answers:
-        index, rest = answers[-1]
-        body, answer_line = lines[:index], f"Answer: {rest}".strip()
+        index, (before, rest) = answers[-1]
+        body = [*lines[:index], before] if before else lines[:index]
+        answer_line = f"Answer: {rest}".strip()
     else:
         body, rest, answer_line = lines, None, None
     steps = [s[:STEP_CHARS] for s in _split_steps(body)]
@@ -206,9 +225,11 @@ def parse_step(text: str, record: TaskRecord) -> tuple[str, str | None, bool]:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     if not lines:
         return "", None, False
-    rest = answer_text(lines[0])
-    if rest is not None:
-        return f"Answer: {rest}".strip(), extract_answer(rest, record), True
+    found = _split_answer(lines[0])
+    if found is not None:
+        before, rest = found
+        step = lines[0].strip() if before else f"Answer: {rest}".strip()
+        return step[:STEP_CHARS], extract_answer(rest, record), True
     steps = _split_steps(lines)
     if not steps:
         return "", None, False
