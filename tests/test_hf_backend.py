@@ -135,3 +135,24 @@ def test_a_lora_adapter_loads_on_its_base_and_changes_the_model(adapter, backend
         assert not torch.allclose(tuned(ids).logits, base(ids).logits)
     (a, b) = gather(lora, request(4), request(4))
     assert a.text == b.text and a.completion_tokens == 8
+
+
+def test_a_gguf_model_runs_de_quantised_from_a_directory_converted_once(tmp_path, monkeypatch):
+    """``hf:embedded`` is the base ``dgprm train`` starts from: the packaged GGUF,
+    de-quantised once into a cached model directory that later loads reuse."""
+    from dgprm.llm.embedded import packaged_gguf
+    from dgprm.train import gguf_model_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no such GGUF file"):
+        make_backend(f"hf:{tmp_path / 'x.gguf'}")
+    hf = make_backend("hf:embedded")
+    assert hf.model_id.startswith("hf:embedded:")
+    prompt = "What is the capital of France?"
+    assert "Paris" in asyncio.run(hf.complete(request(0, 0.0, 12, prompt))).text
+    converted = gguf_model_dir(packaged_gguf())
+    assert converted.parent == tmp_path / "dgprm" / "gguf"
+    stamp = (converted / "config.json").stat().st_mtime_ns
+    assert gguf_model_dir(packaged_gguf()) == converted
+    assert (converted / "config.json").stat().st_mtime_ns == stamp
+    assert not list(converted.parent.glob("*.partial-*"))

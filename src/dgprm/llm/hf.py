@@ -4,7 +4,10 @@
 by ``dgprm train --lora`` (``adapter_config.json``): the adapter's base is the model
 that training used (``training_log.json``), else ``base_model_name_or_path``; it is
 loaded (a directory, a ``.gguf`` file or ``embedded``, as ``dgprm train`` accepts),
-the adapter applied with peft and merged for generation.
+the adapter applied with peft and merged for generation. ``hf:embedded`` and
+``hf:FILE.gguf`` load a GGUF model de-quantised by transformers: the weights
+``dgprm train`` starts from, so a trained adapter and its base can be compared in the
+same backend (llama.cpp's ``embedded`` runs the quantised weights).
 
 Generation runs with transformers on CUDA when available, else on the CPU, fully
 offline. Requests that arrive while the model is busy are batched (up to
@@ -154,17 +157,22 @@ class HFBackend:
     """
 
     def __init__(self, path: str | Path, *, device: str | None = None, max_batch: int = 16) -> None:
+        self.gguf: str | None = None  # "embedded" or a .gguf path: de-quantised weights
+        if str(path) == "embedded" or str(path).endswith(".gguf"):
+            self.gguf = str(path)
+            if self.gguf != "embedded" and not Path(path).is_file():
+                raise FileNotFoundError(f"{path}: no such GGUF file")
         self.path = Path(path)
-        if not self.path.is_dir():
+        if self.gguf is None and not self.path.is_dir():
             raise FileNotFoundError(f"{self.path}: no such model directory")
         self.is_adapter = (self.path / "adapter_config.json").is_file()
-        if not self.is_adapter and not (self.path / "config.json").is_file():
+        if self.gguf is None and not self.is_adapter and not (self.path / "config.json").is_file():
             raise FileNotFoundError(
                 f"{self.path}: neither a model directory (config.json) nor a LoRA adapter "
                 "(adapter_config.json)"
             )
         self.base = adapter_base(self.path) if self.is_adapter else None
-        mark = fingerprint(self.path)
+        mark = _base_fingerprint(self.gguf) if self.gguf else fingerprint(self.path)
         if self.base is not None:
             both = f"{mark}:{_base_fingerprint(self.base)}"
             mark = hashlib.sha256(both.encode()).hexdigest()[:12]
@@ -203,7 +211,11 @@ class HFBackend:
             return self._model, self._tokenizer
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if self.is_adapter:
+        if self.gguf is not None:
+            from dgprm.train import load_policy
+
+            model, tokenizer = load_policy(self.gguf)
+        elif self.is_adapter:
             from peft import PeftModel
 
             from dgprm.train import load_policy
