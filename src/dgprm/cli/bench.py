@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -353,9 +354,14 @@ def downstream(
         )
     )
     print_summary(f"bench downstream ({task})", report.rows())
-    table = Table(title=f"{task}: accuracy (%, 95 % interval) and cost per question")
-    for column in TABLE_HEADER:
-        table.add_column(column, justify="right")
+    table = Table(
+        title=f"{task}: accuracy (%, 95 % interval) and cost per question",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+    )
+    for column in TABLE_HEADER:  # fits 80 columns
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
     for row in table_rows(report.results):
         table.add_row(*map(str, row))
     Console().print(table)

@@ -123,7 +123,8 @@ def extract_answer(text: str | None, record: TaskRecord) -> str | None:
         >>> from dgprm.downstream.tasks import Choice
         >>> r = TaskRecord(id="q", question="?", answer="B", choices=[
         ...     Choice(label="A", text="ice"), Choice(label="B", text="a rock")])
-        >>> [extract_answer(t, r) for t in ["B", "(b)", '"B"', "B) a rock", "a rock", "A rock", "E"]]
+        >>> texts = ["B", "(b)", '"B"', "B) a rock", "a rock", "A rock", "E"]
+        >>> [extract_answer(t, r) for t in texts]
         ['B', 'B', 'B', 'B', 'B', 'B', None]
         >>> yn = TaskRecord(id="q", question="?", answer="no")
         >>> [extract_answer(t, yn) for t in ["Yes, it is.", "False", "maybe"]]

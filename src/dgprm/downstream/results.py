@@ -156,7 +156,7 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
         ...   "ci95": [0.15, 0.85], "questions": 4, "correct": 2, "no_answer": 1,
         ...   "cost": {"requests": 4.0, "seconds": None}}]}
         >>> table_rows(res)[0]
-        ('none', 'majority', '4', '50.0', '15.0–85.0', '2/4', '1', '4.0', '–')
+        ('none', 'majority', '4', '50.0', '15–85', '2/4', '1', '4.0', '–')
     """
     rows = []
     for e in results["results"]:
@@ -168,11 +168,11 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
                 e["strategy"],
                 str(e["n"]),
                 f"{100 * e['accuracy']:.1f}",
-                f"{100 * low:.1f}–{100 * high:.1f}",
+                f"{100 * low:.0f}–{100 * high:.0f}",
                 f"{e['correct']}/{e['questions']}",
                 str(e["no_answer"]),
                 f"{e['cost']['requests']:.1f}",
-                "–" if seconds is None else f"{seconds:.1f}",
+                "–" if seconds is None else f"{seconds:.{1 if seconds < 100 else 0}f}",
             )
         )
     return rows
@@ -182,12 +182,12 @@ TABLE_HEADER = (
     "PRM",
     "strategy",
     "N",
-    "accuracy %",
+    "acc %",
     "95 % CI",
     "correct",
-    "no answer",
-    "requests/q",
-    "seconds/q",
+    "no ans",
+    "req/q",
+    "s/q",
 )
 
 
