@@ -20,7 +20,7 @@ from typing import Any
 
 from dgprm.config import TrainConfig
 from dgprm.errors import InputError
-from dgprm.files import check_not_an_input, file_sha256, write_json
+from dgprm.files import check_not_an_input, file_sha256, fingerprint, write_json
 from dgprm.records import iter_json_lines
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -70,8 +70,6 @@ def gguf_model_dir(path: str | Path) -> Path:
     and renamed into place) and later loads take a second.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from dgprm.llm.hf import fingerprint
 
     path = Path(path)
     if not path.is_file():

@@ -38,43 +38,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from dgprm.files import fingerprint
 from dgprm.llm.base import ChatRequest, Completion, PermanentLLMError
-
-_HEAD = 1 << 20
-_WEIGHT_SUFFIXES = (".json", ".safetensors", ".bin", ".model", ".txt", ".gguf")
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    digest.update(f"{path.name}:{size}".encode())
-    with path.open("rb") as handle:
-        digest.update(handle.read(_HEAD))
-        if size > 2 * _HEAD:
-            handle.seek(size - _HEAD)
-            digest.update(handle.read(_HEAD))
-    return digest.hexdigest()
-
-
-def fingerprint(path: str | Path) -> str:
-    """A short content fingerprint of a model directory (or file).
-
-    Example:
-        >>> import pathlib, tempfile
-        >>> d = pathlib.Path(tempfile.mkdtemp())
-        >>> _ = (d / "config.json").write_text("{}")
-        >>> before = fingerprint(d)
-        >>> _ = (d / "config.json").write_text('{"a": 1}')
-        >>> len(before), before != fingerprint(d)
-        (12, True)
-    """
-    path = Path(path)
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
-    digest = hashlib.sha256()
-    for file in files:
-        if file.suffix in _WEIGHT_SUFFIXES:
-            digest.update(_file_digest(file).encode())
-    return digest.hexdigest()[:12]
 
 
 def adapter_base(adapter: Path) -> str:
