@@ -41,12 +41,16 @@ StepAggregation = Literal["mean", "min", "weighted"]
 SolutionAggregation = Literal["min", "last", "prod", "mean"]
 
 
+def cache_dir() -> Path:
+    """dgprm's cache directory: ``$XDG_CACHE_HOME/dgprm`` (``~/.cache/dgprm``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dgprm"
+
+
 def default_cache_path() -> Path:
     """``$DGPRM_CACHE`` or ``~/.cache/dgprm/llm-cache.sqlite``."""
     if os.environ.get("DGPRM_CACHE"):
         return Path(os.environ["DGPRM_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "dgprm" / "llm-cache.sqlite"
+    return cache_dir() / "llm-cache.sqlite"
 
 
 def _first_error(exc: ValidationError) -> InputError:

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from dgprm.config import TrainConfig
+from dgprm.config import TrainConfig, cache_dir
 from dgprm.errors import InputError
 from dgprm.files import check_not_an_input, file_sha256, fingerprint, write_json
 from dgprm.records import iter_json_lines
@@ -74,8 +74,7 @@ def gguf_model_dir(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such GGUF file")
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dgprm" / "gguf"
-    target = root / f"{path.stem}-{fingerprint(path)}"
+    target = cache_dir() / "gguf" / f"{path.stem}-{fingerprint(path)}"
     if (target / "config.json").is_file():
         return target
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
@@ -102,10 +101,11 @@ def load_policy(spec: str) -> tuple[Any, Any]:
     """Model and tokenizer from ``embedded``, a ``.gguf`` path or a model directory."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if spec == "embedded" or spec.endswith(".gguf"):
-        from dgprm.llm.embedded import packaged_gguf
+    from dgprm.llm.embedded import gguf_file
 
-        directory = str(gguf_model_dir(packaged_gguf() if spec == "embedded" else spec))
+    gguf = gguf_file(spec)
+    if gguf is not None:
+        directory = str(gguf_model_dir(gguf))
     else:
         if not Path(spec, "config.json").is_file():
             raise InputError(f"{spec}: not a model directory (no config.json)")

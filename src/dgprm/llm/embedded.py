@@ -37,6 +37,19 @@ def packaged_gguf(package: str = DEFAULT_GGUF_PACKAGE) -> Path:
     )
 
 
+def gguf_file(spec: str) -> Path | None:
+    """The GGUF file a model spec names: the packaged one for ``embedded``, the path
+    itself for one ending in ``.gguf``; ``None`` for any other spec (a directory).
+
+    Example:
+        >>> gguf_file("models/tiny.gguf"), gguf_file("runs/dpo")
+        (PosixPath('models/tiny.gguf'), None)
+    """
+    if spec == "embedded":
+        return packaged_gguf()
+    return Path(spec) if spec.endswith(".gguf") else None
+
+
 class EmbeddedBackend:
     """A GGUF model loaded in this process; calls run one at a time in a worker thread.
 

@@ -40,6 +40,7 @@ from typing import Any
 
 from dgprm.files import fingerprint
 from dgprm.llm.base import ChatRequest, Completion, PermanentLLMError
+from dgprm.llm.embedded import gguf_file
 
 
 def adapter_base(adapter: Path) -> str:
@@ -65,10 +66,9 @@ def adapter_base(adapter: Path) -> str:
 
 
 def _base_fingerprint(spec: str) -> str:
-    if spec == "embedded":
-        from dgprm.llm.embedded import packaged_gguf
-
-        return fingerprint(packaged_gguf())
+    gguf = gguf_file(spec)
+    if gguf is not None and gguf.is_file():
+        return fingerprint(gguf)
     if not Path(spec).exists():
         raise FileNotFoundError(
             f"the adapter's base model {spec!r} is not a local directory or file"
@@ -122,22 +122,21 @@ class HFBackend:
     """
 
     def __init__(self, path: str | Path, *, device: str | None = None, max_batch: int = 16) -> None:
-        self.gguf: str | None = None  # "embedded" or a .gguf path: de-quantised weights
-        if str(path) == "embedded" or str(path).endswith(".gguf"):
-            self.gguf = str(path)
-            if self.gguf != "embedded" and not Path(path).is_file():
-                raise FileNotFoundError(f"{path}: no such GGUF file")
         self.path = Path(path)
-        if self.gguf is None and not self.path.is_dir():
+        gguf = gguf_file(str(path))  # "embedded" or a .gguf file: de-quantised weights
+        self.gguf = None if gguf is None else str(path)
+        if gguf is not None and not gguf.is_file():
+            raise FileNotFoundError(f"{gguf}: no such GGUF file")
+        if gguf is None and not self.path.is_dir():
             raise FileNotFoundError(f"{self.path}: no such model directory")
-        self.is_adapter = (self.path / "adapter_config.json").is_file()
-        if self.gguf is None and not self.is_adapter and not (self.path / "config.json").is_file():
+        self.is_adapter = gguf is None and (self.path / "adapter_config.json").is_file()
+        if gguf is None and not self.is_adapter and not (self.path / "config.json").is_file():
             raise FileNotFoundError(
                 f"{self.path}: neither a model directory (config.json) nor a LoRA adapter "
                 "(adapter_config.json)"
             )
         self.base = adapter_base(self.path) if self.is_adapter else None
-        mark = _base_fingerprint(self.gguf) if self.gguf else fingerprint(self.path)
+        mark = fingerprint(gguf if gguf is not None else self.path)
         if self.base is not None:
             both = f"{mark}:{_base_fingerprint(self.base)}"
             mark = hashlib.sha256(both.encode()).hexdigest()[:12]
